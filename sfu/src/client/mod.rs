@@ -1,0 +1,1 @@
+//! WHIP/WHEP client (filled in next).

@@ -1,0 +1,10 @@
+//! Pure forwarding state machines: no sockets, no clocks, no str0m.
+//!
+//! Each machine is fed with time (`Instant`) and input, and returns what to do.
+//! They are unit-tested in isolation and driven by the worker on the hot path.
+
+pub mod keyframe;
+pub mod rewrite;
+
+pub use keyframe::{KeyframeThrottle, KeyframeWaiter};
+pub use rewrite::{Rewrite, RewriteDecision};

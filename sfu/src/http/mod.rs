@@ -1,0 +1,177 @@
+//! The HTTP edge (hyper, HTTP/1.1 and HTTP/2): routing, body limits, CORS.
+
+pub mod response;
+pub mod sessions;
+pub mod web;
+
+use crate::registry::{Role, valid_stream_name};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use response::{Resp, cors, empty, error, json};
+pub use sessions::App;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+
+/// Largest accepted request body (SDP offers are a few kB).
+pub const MAX_BODY: usize = 128 * 1024;
+
+/// Serve HTTP on `listener` forever.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!("accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(cors(handle(&app, req, remote).await)) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                debug!(%remote, "http connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn is_sdp(req: &Request<Incoming>, want: &str) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<String, Resp> {
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY} bytes"))
+            } else {
+                error(StatusCode::BAD_REQUEST, "could not read request body")
+            }
+        })?
+        .to_bytes();
+    String::from_utf8(body.to_vec()).map_err(|_| error(StatusCode::BAD_REQUEST, "body is not UTF-8"))
+}
+
+fn preflight(endpoint: bool) -> Resp {
+    let mut r = empty(StatusCode::NO_CONTENT);
+    let h = r.headers_mut();
+    h.insert(
+        "Access-Control-Allow-Methods",
+        HeaderValue::from_static("OPTIONS, GET, HEAD, POST, PATCH, DELETE"),
+    );
+    h.insert(
+        "Access-Control-Allow-Headers",
+        HeaderValue::from_static("Authorization, Content-Type, If-Match, ETag"),
+    );
+    h.insert("Access-Control-Max-Age", HeaderValue::from_static("86400"));
+    h.insert("Access-Control-Allow-Private-Network", HeaderValue::from_static("true"));
+    if endpoint {
+        h.insert("Accept-Post", HeaderValue::from_static("application/sdp"));
+    }
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    r.headers_mut().insert("Allow", HeaderValue::from_static(allow));
+    r
+}
+
+async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let resp = match (parts.as_slice(), &method) {
+        ([role @ ("whip" | "whep"), name], m) => {
+            let role = if *role == "whip" { Role::Publisher } else { Role::Viewer };
+            if !valid_stream_name(name) {
+                info!(%remote, "invalid stream name in {path}");
+                return error(StatusCode::BAD_REQUEST, "invalid stream name: use 1-64 of A-Z a-z 0-9 _ . -");
+            }
+            match *m {
+                Method::OPTIONS => preflight(true),
+                Method::POST => {
+                    if !is_sdp(&req, "application/sdp") {
+                        info!(%remote, "POST {path} refused: Content-Type is not application/sdp");
+                        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/sdp");
+                    }
+                    let body = match read_body(req).await {
+                        Ok(b) => b,
+                        Err(r) => return r,
+                    };
+                    match role {
+                        Role::Publisher => sessions::whip_post(app, name, &body),
+                        Role::Viewer => sessions::whep_post(app, name, &body),
+                    }
+                }
+                _ => method_not_allowed("OPTIONS, POST"),
+            }
+        }
+        ([role @ ("whip" | "whep"), name, session], m) => {
+            let role = if *role == "whip" { Role::Publisher } else { Role::Viewer };
+            match *m {
+                Method::OPTIONS => preflight(false),
+                Method::DELETE => sessions::delete(app, role, name, session),
+                _ => {
+                    if app.shared.registry.sessions.contains_key(*session) {
+                        method_not_allowed("OPTIONS, DELETE")
+                    } else {
+                        error(StatusCode::NOT_FOUND, "no such session")
+                    }
+                }
+            }
+        }
+        (["api", "streams"], &Method::GET) => json(&streams_json(app)),
+        (_, &Method::GET) | (_, &Method::HEAD) => {
+            web::file(&path).unwrap_or_else(|| error(StatusCode::NOT_FOUND, "not found"))
+        }
+        (_, &Method::OPTIONS) => preflight(false),
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    };
+    resp
+}
+
+/// `GET /api/streams` body: `[{name, publisher, codecs, bitrate_in_bps, viewers}]`.
+pub fn streams_json(app: &App) -> serde_json::Value {
+    let mut list: Vec<serde_json::Value> = app
+        .shared
+        .registry
+        .streams
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "publisher": if p.connected.load(Ordering::Relaxed) { "live" } else { "connecting" },
+                "codecs": p.tracks.iter().map(|t| t.describe()).collect::<Vec<_>>(),
+                "bitrate_in_bps": p.bitrate_in.load(Ordering::Relaxed),
+                "packets_in": p.packets_in.load(Ordering::Relaxed),
+                "viewers": p.viewers(),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    serde_json::Value::Array(list)
+}
+
+/// Unused-import guard for `Bytes` in some cfgs.
+#[allow(dead_code)]
+fn _bytes(_: Bytes) {}

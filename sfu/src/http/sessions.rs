@@ -1,0 +1,316 @@
+//! WHIP (RFC 9725 §4.2) and WHEP (draft-ietf-wish-whep) session creation and
+//! termination: offer in, answer out, peer handed to a worker.
+
+use super::response::{Resp, cors, empty, error, with_body};
+use crate::codecs::{self, Chosen, CodecError};
+use crate::demux::PeerRef;
+use crate::forward::{KeyframeWaiter, Rewrite};
+use crate::registry::{Publication, Role, SessionEntry, new_session_id};
+use crate::sdp_scan::{self, Offer};
+use crate::worker::peer::{KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, ViewerState, ViewerTrack, publisher_tracks};
+use crate::worker::{ShardMsg, Shared};
+use hyper::StatusCode;
+use hyper::header::{HeaderValue, LOCATION, RETRY_AFTER};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::media::{MediaKind, Mid};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+use tracing::{info, warn};
+
+/// Everything the HTTP layer needs to create sessions.
+pub struct App {
+    /// Shared with workers.
+    pub shared: Arc<Shared>,
+    /// One DTLS certificate for all peers (RFC 8827 §6.5 allows reuse).
+    pub cert: DtlsCert,
+    next_id: AtomicU64,
+    next_shard: AtomicUsize,
+}
+
+impl App {
+    /// New application state.
+    pub fn new(shared: Arc<Shared>, cert: DtlsCert) -> App {
+        App {
+            shared,
+            cert,
+            next_id: AtomicU64::new(1),
+            next_shard: AtomicUsize::new(0),
+        }
+    }
+
+    fn place(&self) -> usize {
+        self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.shards.len()
+    }
+
+    fn build_rtc(&self, formats: &[&Chosen]) -> Result<(Rtc, String), Resp> {
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let mut cfg = RtcConfig::new()
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds)
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs();
+        for f in formats {
+            f.add_to(&mut cfg);
+        }
+        let mut rtc = cfg.build(Instant::now());
+        for c in &self.shared.sockets.candidates {
+            match Candidate::host(*c, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(addr = %c, "cannot use address as host candidate: {e}"),
+            }
+        }
+        Ok((rtc, ufrag))
+    }
+}
+
+fn codec_status(e: &CodecError) -> StatusCode {
+    match e {
+        CodecError::Duplicate(_) | CodecError::Direction(..) | CodecError::Unsupported(..) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        CodecError::ViewerCannotReceive(_) | CodecError::NoMedia => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+fn parse_offer(body: &str) -> Result<Offer, Resp> {
+    sdp_scan::scan(body).map_err(|e| {
+        info!("offer rejected: {e}");
+        error(StatusCode::BAD_REQUEST, e.to_string())
+    })
+}
+
+fn accept(rtc: &mut Rtc, body: &str) -> Result<String, Resp> {
+    let offer = SdpOffer::from_sdp_string(body).map_err(|e| {
+        info!("offer rejected by SDP parser: {e}");
+        error(StatusCode::BAD_REQUEST, format!("malformed SDP: {e}"))
+    })?;
+    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
+        info!("offer not acceptable: {e}");
+        error(StatusCode::UNPROCESSABLE_ENTITY, format!("offer not acceptable: {e}"))
+    })?;
+    Ok(answer.to_sdp_string())
+}
+
+fn created(role: Role, stream: &str, session: &str, answer: String) -> Resp {
+    let mut r = with_body(StatusCode::CREATED, "application/sdp", answer);
+    let loc = format!("/{}/{stream}/{session}", role.path());
+    r.headers_mut()
+        .insert(LOCATION, HeaderValue::from_str(&loc).expect("ascii location"));
+    r.headers_mut().insert(
+        hyper::header::ETAG,
+        HeaderValue::from_str(&format!("\"{session}\"")).expect("ascii etag"),
+    );
+    r
+}
+
+fn mid_of(offer: &Offer, mline: usize) -> Option<Mid> {
+    offer.media.get(mline)?.mid.as_deref().map(Mid::from)
+}
+
+/// `POST /whip/{stream}`: accept a publisher. 409 if the name is live.
+pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
+    let offer = match parse_offer(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let tracks = match codecs::choose_publisher(&offer) {
+        Ok(t) => t,
+        Err(e) => {
+            info!(stream, "WHIP offer refused: {e}");
+            return error(codec_status(&e), e.to_string());
+        }
+    };
+    let mids: Option<Vec<Mid>> = tracks.iter().map(|t| mid_of(&offer, t.mline)).collect();
+    let Some(mids) = mids else {
+        return error(StatusCode::BAD_REQUEST, "every m-line needs a=mid (RFC 8843)");
+    };
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    let shard = app.place();
+    let nshards = app.shared.shards.len();
+    let publication = Arc::new(Publication {
+        id,
+        name: stream.to_string(),
+        tracks: tracks.clone(),
+        publisher: PeerRef { shard, id },
+        viewers_per_shard: (0..nshards).map(|_| AtomicU32::new(0)).collect(),
+        connected: AtomicBool::new(false),
+        bytes_in: AtomicU64::new(0),
+        packets_in: AtomicU64::new(0),
+        bitrate_in: AtomicU64::new(0),
+        created: Instant::now(),
+    });
+    {
+        use dashmap::mapref::entry::Entry;
+        match app.shared.registry.streams.entry(stream.to_string()) {
+            Entry::Occupied(_) => {
+                info!(stream, "WHIP refused: stream already has a publisher");
+                return error(StatusCode::CONFLICT, format!("stream '{stream}' already has a publisher"));
+            }
+            Entry::Vacant(v) => {
+                v.insert(publication.clone());
+            }
+        }
+    }
+    let unpublish = || {
+        app.shared.registry.streams.remove_if(stream, |_, p| p.id == id);
+    };
+    let refs: Vec<&Chosen> = tracks.iter().collect();
+    let (mut rtc, ufrag) = match app.build_rtc(&refs) {
+        Ok(x) => x,
+        Err(r) => {
+            unpublish();
+            return r;
+        }
+    };
+    let answer = match accept(&mut rtc, body) {
+        Ok(a) => a,
+        Err(r) => {
+            unpublish();
+            return r;
+        }
+    };
+    let now = Instant::now();
+    let state = PublisherState {
+        tracks: publisher_tracks(&tracks, &mids, &rtc),
+        ssrc_cache: Vec::new(),
+        last_bytes: 0,
+        last_sample: now,
+    };
+    let session = new_session_id();
+    start_peer(app, Role::Publisher, stream, &session, id, shard, rtc, ufrag, publication, PeerKind::Publisher(state));
+    info!(stream, session = %session, codecs = %tracks.iter().map(Chosen::describe).collect::<Vec<_>>().join(", "), "WHIP session created");
+    created(Role::Publisher, stream, &session, answer)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_peer(
+    app: &App,
+    role: Role,
+    stream: &str,
+    session: &str,
+    id: u64,
+    shard: usize,
+    rtc: Rtc,
+    ufrag: String,
+    publication: Arc<Publication>,
+    kind: PeerKind,
+) {
+    let me = PeerRef { shard, id };
+    app.shared.registry.sessions.insert(
+        session.to_string(),
+        SessionEntry {
+            role,
+            stream: stream.to_string(),
+            peer: me,
+        },
+    );
+    app.shared.demux.add_ufrag(&ufrag, me);
+    let peer = NewPeer {
+        id,
+        rtc,
+        session: session.to_string(),
+        ufrag,
+        publication,
+        kind,
+        created: Instant::now(),
+    };
+    app.shared.send_control(shard, ShardMsg::AddPeer(Box::new(peer)));
+}
+
+fn random_seq() -> u16 {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).expect("OS random source");
+    u16::from_be_bytes(b) & 0x7fff
+}
+
+/// `POST /whep/{stream}`: accept a viewer. 409 + Retry-After without a publisher.
+pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
+    let offer = match parse_offer(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(publication) = app.shared.registry.streams.get(stream).map(|p| p.clone()) else {
+        info!(stream, "WHEP refused: no live publisher");
+        let mut r = error(StatusCode::CONFLICT, format!("stream '{stream}' has no live publisher"));
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        return r;
+    };
+    let chosen = match codecs::choose_viewer(&offer, &publication.tracks) {
+        Ok(c) => c,
+        Err(e) => {
+            info!(stream, "WHEP offer refused: {e}");
+            return error(codec_status(&e), e.to_string());
+        }
+    };
+    let refs: Vec<&Chosen> = chosen.iter().map(|(_, c)| c).collect();
+    let (mut rtc, ufrag) = match app.build_rtc(&refs) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let answer = match accept(&mut rtc, body) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut tracks: Vec<Option<ViewerTrack>> = (0..publication.tracks.len()).map(|_| None).collect();
+    for (ti, c) in &chosen {
+        let Some(mid) = mid_of(&offer, c.mline) else {
+            continue;
+        };
+        if rtc.direct_api().stream_tx_by_mid(mid, None).is_none() {
+            continue; // m-line rejected in the answer
+        }
+        let video = c.kind == MediaKind::Video;
+        tracks[*ti] = Some(ViewerTrack {
+            mid,
+            pt: c.pt.into(),
+            rewrite: Rewrite::new(publication.tracks[*ti].clock_rate, video, random_seq()),
+            nackable: video,
+            video,
+        });
+    }
+    if tracks.iter().all(Option::is_none) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "no m-line of the offer can carry the stream");
+    }
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    let shard = app.place();
+    publication.viewers_per_shard[shard].fetch_add(1, Ordering::Relaxed);
+    let state = ViewerState {
+        tracks,
+        waiter: KeyframeWaiter::new(KEYFRAME_RETRY),
+        packets_out: 0,
+    };
+    let session = new_session_id();
+    start_peer(app, Role::Viewer, stream, &session, id, shard, rtc, ufrag, publication, PeerKind::Viewer(state));
+    info!(stream, session = %session, "WHEP session created");
+    created(Role::Viewer, stream, &session, answer)
+}
+
+/// `DELETE /{whip|whep}/{stream}/{session}` → 200, or 404 if unknown.
+pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
+    let entry = app
+        .shared
+        .registry
+        .sessions
+        .get(session)
+        .map(|e| e.clone())
+        .filter(|e| e.role == role && e.stream == stream);
+    let Some(entry) = entry else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    app.shared.registry.sessions.remove(session);
+    app.shared.send_control(
+        entry.peer.shard,
+        ShardMsg::Close {
+            peer: entry.peer.id,
+            reason: "DELETE",
+        },
+    );
+    info!(stream, session, role = role.path(), "session deleted");
+    cors(empty(StatusCode::OK))
+}

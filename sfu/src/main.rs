@@ -1,0 +1,55 @@
+//! `sfu`: the WHIP/WHEP server binary.
+
+use clap::Parser;
+use sfu::config::{Cli, Config, LogFormat};
+use sfu::server::Server;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let cfg = match Config::resolve(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sfu: {e}");
+            std::process::exit(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match cfg.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().with_env_filter(filter).json().init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let server = match Server::start(&cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sfu: {e}");
+                std::process::exit(1);
+            }
+        };
+        tokio::select! {
+            _ = server.serve() => {}
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

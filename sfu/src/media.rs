@@ -1,0 +1,67 @@
+//! The media packet descriptor handed from a publisher to its viewers.
+//!
+//! Built once per ingress RTP packet on the publisher's worker and shared by
+//! reference count (`Arc`) with every worker that has viewers of the stream;
+//! the payload bytes themselves are str0m's `Arc<[u8]>`, never copied.
+
+use std::sync::Arc;
+use std::time::Instant;
+use str0m::format::Codec;
+
+/// One RTP packet from a publisher, as viewers need it.
+#[derive(Debug, Clone)]
+pub struct MediaPacket {
+    /// Publication this packet belongs to.
+    pub publication: u64,
+    /// Index of the publisher track (`Publication::tracks`).
+    pub track: usize,
+    /// Source identity for rewriting (publisher SSRC; changes on re-publish).
+    pub source: u64,
+    /// Extended sequence number as received (RFC 3550 §A.1, RTX unwrapped).
+    pub seq: u64,
+    /// RTP timestamp as received, in the track clock.
+    pub ts: u32,
+    /// RTP marker bit (end of frame for video).
+    pub marker: bool,
+    /// The packet starts a keyframe (SPS/IDR for H.264, key frame for VP8/VP9/AV1).
+    pub keyframe: bool,
+    /// Arrival time at the server.
+    pub arrival: Instant,
+    /// Audio level header extension (RFC 6464), dBov.
+    pub audio_level: Option<i8>,
+    /// Voice activity flag (RFC 6464).
+    pub voice_activity: Option<bool>,
+    /// RTP payload, shared.
+    pub payload: Arc<[u8]>,
+}
+
+/// True when `payload` begins a keyframe for `codec`.
+///
+/// H.264: a packet carrying an SPS (type 7) or an IDR slice start (type 5),
+/// so a viewer starts at the parameter sets that precede the IDR (RFC 6184).
+pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
+    use str0m::format::*;
+    match codec {
+        Codec::H264 => detect_h264_nalu(payload, 7) || detect_h264_keyframe(payload),
+        Codec::Vp8 => detect_vp8_keyframe(payload),
+        Codec::Vp9 => detect_vp9_keyframe(payload),
+        Codec::Av1 => detect_av1_keyframe(payload),
+        Codec::H265 => detect_h265_keyframe(payload),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h264_keyframe_detection() {
+        assert!(starts_keyframe(Codec::H264, &[0x67, 0x42])); // SPS
+        assert!(starts_keyframe(Codec::H264, &[0x65, 0x88])); // IDR
+        assert!(starts_keyframe(Codec::H264, &[0x7c, 0x85])); // FU-A start, IDR
+        assert!(!starts_keyframe(Codec::H264, &[0x7c, 0x05])); // FU-A middle
+        assert!(!starts_keyframe(Codec::H264, &[0x41, 0x9a])); // non-IDR slice
+        assert!(starts_keyframe(Codec::Opus, &[1, 2, 3]));
+    }
+}

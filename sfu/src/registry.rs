@@ -1,0 +1,130 @@
+//! Streams (publications) and sessions known to the server.
+//!
+//! Written by the HTTP layer on POST/DELETE and by workers when a peer ends;
+//! read on the hot path only through the `Arc<Publication>` each peer holds.
+
+use crate::codecs::Chosen;
+use crate::demux::PeerRef;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// One live publisher on a stream name and what viewers need to know about it.
+#[derive(Debug)]
+pub struct Publication {
+    /// Process-unique id.
+    pub id: u64,
+    /// Stream name (`/whip/{name}`).
+    pub name: String,
+    /// The publisher's tracks: one format per audio/video m-line.
+    pub tracks: Vec<Chosen>,
+    /// Where the publisher peer lives.
+    pub publisher: PeerRef,
+    /// Viewers of this publication per worker (index = worker).
+    pub viewers_per_shard: Vec<AtomicU32>,
+    /// ICE+DTLS of the publisher is up.
+    pub connected: AtomicBool,
+    /// RTP payload bytes received.
+    pub bytes_in: AtomicU64,
+    /// RTP packets received.
+    pub packets_in: AtomicU64,
+    /// Ingress bitrate over the last second, bit/s.
+    pub bitrate_in: AtomicU64,
+    /// When the WHIP POST was accepted.
+    pub created: Instant,
+}
+
+impl Publication {
+    /// Total viewers over all workers.
+    pub fn viewers(&self) -> u32 {
+        self.viewers_per_shard
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// WHIP (publisher) or WHEP (viewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// WHIP publisher.
+    Publisher,
+    /// WHEP viewer.
+    Viewer,
+}
+
+impl Role {
+    /// `whip` or `whep`: the URL path segment.
+    pub fn path(self) -> &'static str {
+        match self {
+            Role::Publisher => "whip",
+            Role::Viewer => "whep",
+        }
+    }
+}
+
+/// A session resource (`Location` of a 201).
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    /// Role.
+    pub role: Role,
+    /// Stream name.
+    pub stream: String,
+    /// Where the peer lives.
+    pub peer: PeerRef,
+}
+
+/// All streams and sessions.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Stream name → current publication.
+    pub streams: DashMap<String, Arc<Publication>>,
+    /// Session id (128-bit hex) → session.
+    pub sessions: DashMap<String, SessionEntry>,
+}
+
+/// A new 128-bit session id from the OS CSPRNG (RFC 4086), as 32 hex digits.
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("OS random source");
+    let mut s = String::with_capacity(32);
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// Stream names: 1–64 characters of `[A-Za-z0-9_.-]`, not starting with `.`.
+pub fn valid_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_unique_and_long() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = new_session_id();
+            assert_eq!(id.len(), 32);
+            assert!(seen.insert(id));
+        }
+    }
+
+    #[test]
+    fn stream_names() {
+        assert!(valid_stream_name("cam-1.main_2"));
+        assert!(!valid_stream_name(""));
+        assert!(!valid_stream_name("../etc"));
+        assert!(!valid_stream_name("a/b"));
+        assert!(!valid_stream_name(&"x".repeat(65)));
+    }
+}

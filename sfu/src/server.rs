@@ -1,0 +1,88 @@
+//! Assembles the server: sockets, workers, UDP receive threads, HTTP.
+
+use crate::config::Config;
+use crate::demux::Demux;
+use crate::http::{self, App};
+use crate::registry::Registry;
+use crate::udp::{self, Sockets};
+use crate::worker::{INBOX, Shared, Worker};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use tokio::net::TcpListener;
+use tracing::info;
+
+/// A started server.
+pub struct Server {
+    /// Application state (for tests and metrics).
+    pub app: Arc<App>,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Host candidates put in answers.
+    pub candidates: Vec<SocketAddr>,
+    listener: Option<TcpListener>,
+}
+
+impl Server {
+    /// Bind sockets and start workers and UDP threads. Call [`Server::serve`]
+    /// (inside a Tokio runtime) to serve HTTP.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Server> {
+        install_crypto();
+        let sockets = Arc::new(Sockets::bind(cfg.udp, &cfg.advertise)?);
+        let demux = Arc::new(Demux::default());
+        let mut txs = Vec::new();
+        let mut rxs = Vec::new();
+        for _ in 0..cfg.workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel(INBOX);
+            txs.push(tx);
+            rxs.push(rx);
+        }
+        let shared = Arc::new(Shared {
+            demux: demux.clone(),
+            registry: Registry::default(),
+            shards: txs.clone(),
+            load: (0..cfg.workers).map(|_| AtomicUsize::new(0)).collect(),
+            sockets: sockets.clone(),
+        });
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let w = Worker::new(i, shared.clone());
+            std::thread::Builder::new()
+                .name(format!("sfu-worker-{i}"))
+                .spawn(move || w.run(rx))?;
+        }
+        for i in 0..sockets.list.len() {
+            let (s, d, t) = (sockets.clone(), demux.clone(), txs.clone());
+            std::thread::Builder::new()
+                .name(format!("sfu-udp-{i}"))
+                .spawn(move || udp::recv_loop(s, i, d, t))?;
+        }
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| anyhow::anyhow!("cannot generate DTLS certificate"))?;
+        let listener = TcpListener::bind(cfg.http)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind HTTP {}: {e}", cfg.http))?;
+        let http_addr = listener.local_addr()?;
+        let candidates = sockets.candidates.clone();
+        info!(http = %http_addr, udp = ?candidates, workers = cfg.workers, "sfu listening");
+        Ok(Server {
+            app: Arc::new(App::new(shared, cert)),
+            http_addr,
+            candidates,
+            listener: Some(listener),
+        })
+    }
+
+    /// Serve HTTP until the task is dropped.
+    pub async fn serve(mut self) {
+        let listener = self.listener.take().expect("serve once");
+        http::serve(listener, self.app.clone()).await
+    }
+}
+
+/// Install str0m's default crypto provider (aws-lc-rs) once per process.
+pub fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}

@@ -1,0 +1,667 @@
+//! Workers: one thread per core, each owning a disjoint set of peers.
+//!
+//! A worker receives datagrams routed to its peers, peer additions and closes,
+//! and media packets of publications that have viewers on it. A publisher's
+//! packet is handed to each worker with viewers once (an `Arc`), never once per
+//! viewer; the worker then rewrites and writes it for each local viewer. Timers
+//! are a heap keyed by each `Rtc`'s own `Output::Timeout`: only peers with
+//! work are driven.
+
+pub mod peer;
+
+use crate::demux::{Demux, PeerRef};
+use crate::media::{MediaPacket, starts_keyframe};
+use crate::registry::{Publication, Registry};
+use crate::udp::Sockets;
+use peer::{Peer, PeerKind};
+pub use peer::NewPeer;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+use str0m::media::KeyframeRequestKind;
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Event, IceConnectionState, Input, Output};
+use tracing::{debug, info, warn};
+
+/// Establishment timeout: ICE+DTLS must be up this long after the POST.
+pub const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long ICE may stay Disconnected (consent lost, RFC 7675) before the session ends.
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(10);
+/// Worker inbox capacity (messages).
+pub const INBOX: usize = 16 * 1024;
+
+/// Messages to a worker.
+pub enum ShardMsg {
+    /// A datagram for one of this worker's peers.
+    Datagram {
+        /// Peer id.
+        peer: u64,
+        /// Remote address.
+        source: SocketAddr,
+        /// Local (advertised) address it arrived at.
+        destination: SocketAddr,
+        /// Bytes.
+        data: Vec<u8>,
+        /// Receive time.
+        at: Instant,
+    },
+    /// Take ownership of a new peer.
+    AddPeer(Box<NewPeer>),
+    /// End a peer (DELETE or shutdown).
+    Close {
+        /// Peer id.
+        peer: u64,
+        /// Why (for logs).
+        reason: &'static str,
+    },
+    /// A publisher packet for local viewers of its publication.
+    Media(Arc<MediaPacket>),
+    /// A viewer wants a keyframe of a publisher track on this worker.
+    KeyframeRequest {
+        /// Publisher peer id.
+        publisher: u64,
+        /// Track index.
+        track: usize,
+    },
+    /// A publication ended: close its local viewers.
+    PublicationEnded {
+        /// Publication id.
+        publication: u64,
+    },
+}
+
+/// Sender half of a worker inbox.
+pub type ShardSender = SyncSender<ShardMsg>;
+
+/// State shared by the HTTP layer, UDP threads and workers.
+pub struct Shared {
+    /// UDP routing.
+    pub demux: Arc<Demux>,
+    /// Streams and sessions.
+    pub registry: Registry,
+    /// Worker inboxes.
+    pub shards: Vec<ShardSender>,
+    /// Peers per worker (for placement and metrics).
+    pub load: Vec<AtomicUsize>,
+    /// Media sockets.
+    pub sockets: Arc<Sockets>,
+}
+
+impl Shared {
+    /// Send to a worker; a full inbox for control messages blocks briefly
+    /// rather than losing a peer or a close.
+    pub fn send_control(&self, shard: usize, msg: ShardMsg) -> bool {
+        self.shards[shard].send(msg).is_ok()
+    }
+}
+
+enum Action {
+    Fanout(Arc<MediaPacket>, Arc<Publication>),
+    Keyframe { publisher: PeerRef, track: usize },
+    Close(u64, &'static str),
+}
+
+/// One worker's state.
+pub struct Worker {
+    idx: usize,
+    shared: Arc<Shared>,
+    peers: HashMap<u64, Peer>,
+    subs: HashMap<u64, Vec<u64>>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    actions: Vec<Action>,
+}
+
+impl Worker {
+    /// A worker with index `idx`.
+    pub fn new(idx: usize, shared: Arc<Shared>) -> Worker {
+        Worker {
+            idx,
+            shared,
+            peers: HashMap::new(),
+            subs: HashMap::new(),
+            timers: BinaryHeap::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Run until the inbox closes.
+    pub fn run(mut self, rx: Receiver<ShardMsg>) {
+        loop {
+            let now = Instant::now();
+            self.fire_timers(now);
+            let wait = self
+                .timers
+                .peek()
+                .map(|Reverse((t, _))| t.saturating_duration_since(now))
+                .unwrap_or(Duration::from_millis(500))
+                .min(Duration::from_millis(500));
+            match rx.recv_timeout(wait) {
+                Ok(msg) => {
+                    self.handle(msg);
+                    // Drain what is queued before looking at timers again.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(m) => self.handle(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let ids: Vec<u64> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.close_peer(id, "shutdown");
+        }
+    }
+
+    fn handle(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Datagram {
+                peer,
+                source,
+                destination,
+                data,
+                at,
+            } => self.on_datagram(peer, source, destination, &data, at),
+            ShardMsg::AddPeer(n) => self.add_peer(*n),
+            ShardMsg::Close { peer, reason } => self.close_peer(peer, reason),
+            ShardMsg::Media(pkt) => {
+                self.fanout_local(&pkt, Instant::now());
+                self.run_actions();
+            }
+            ShardMsg::KeyframeRequest { publisher, track } => {
+                self.keyframe_to_publisher(publisher, track, Instant::now());
+                self.run_actions();
+            }
+            ShardMsg::PublicationEnded { publication } => {
+                let viewers = self.subs.remove(&publication).unwrap_or_default();
+                for v in viewers {
+                    self.close_peer(v, "publisher ended");
+                }
+            }
+        }
+    }
+
+    fn add_peer(&mut self, n: NewPeer) {
+        let id = n.id;
+        let publication = n.publication.id;
+        let is_viewer = matches!(n.kind, PeerKind::Viewer(_));
+        let peer = Peer::new(n);
+        info!(peer = id, session = %peer.session, stream = %peer.publication.name, role = peer.role(), "peer added");
+        self.peers.insert(id, peer);
+        if is_viewer {
+            self.subs.entry(publication).or_default().push(id);
+        }
+        self.shared.load[self.idx].fetch_add(1, Ordering::Relaxed);
+        self.drive(id, Instant::now());
+        self.run_actions();
+    }
+
+    fn on_datagram(&mut self, id: u64, source: SocketAddr, destination: SocketAddr, data: &[u8], at: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            at,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if !peer.addrs.contains(&source) {
+            if !peer.rtc.accepts(&input) {
+                return;
+            }
+            // Integrity-checked STUN (or a nominated pair): route this address here.
+            if peer.addrs.len() < 8 {
+                peer.addrs.push(source);
+                let me = PeerRef { shard: self.idx, id };
+                if let Some(old) = self.shared.demux.bind_addr(source, me) {
+                    debug!(%source, old = old.id, new = id, "remote address moved between peers");
+                }
+            }
+        }
+        if let Err(e) = peer.rtc.handle_input(input) {
+            debug!(peer = id, "input rejected: {e}");
+        }
+        self.drive(id, Instant::now());
+        self.run_actions();
+    }
+
+    /// Poll one peer's output until it asks for a timeout.
+    fn drive(&mut self, id: u64, now: Instant) {
+        let Worker {
+            peers,
+            shared,
+            actions,
+            timers,
+            idx,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&id) else {
+            return;
+        };
+        loop {
+            match peer.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => shared.sockets.send(t.source, t.destination, &t.contents),
+                Ok(Output::Event(e)) => on_event(peer, e, now, *idx, actions),
+                Ok(Output::Timeout(t)) => {
+                    let mut next = t;
+                    if let Some(extra) = peer_deadline(peer) {
+                        next = next.min(extra);
+                    }
+                    if !peer.rtc.is_alive() {
+                        actions.push(Action::Close(id, if peer.closing { "closed" } else { "peer gone" }));
+                        break;
+                    }
+                    if next != peer.next_timeout || timers.is_empty() {
+                        peer.next_timeout = next;
+                        timers.push(Reverse((next, id)));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    warn!(peer = id, "str0m error: {e}");
+                    actions.push(Action::Close(id, "str0m error"));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.next_timeout != t {
+                continue; // stale entry
+            }
+            if let Some(reason) = expired(peer, now) {
+                self.close_peer(id, reason);
+                continue;
+            }
+            if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                debug!(peer = id, "timeout input: {e}");
+            }
+            // Role timers: deferred keyframe requests, viewer retries.
+            match &mut peer.kind {
+                PeerKind::Publisher(p) => {
+                    for (i, tr) in p.tracks.iter_mut().enumerate() {
+                        if tr.throttle.poll(now) {
+                            request_keyframe(&mut peer.rtc, tr.mid, tr.fir_only);
+                            debug!(peer = id, track = i, "deferred keyframe request sent");
+                        }
+                    }
+                    sample_bitrate(p, &peer.publication, now);
+                }
+                PeerKind::Viewer(v) => {
+                    if v.waiter.ask_if_due(now) {
+                        for (ti, _) in v.tracks.iter().enumerate().filter(|(_, t)| t.as_ref().is_some_and(|t| t.video)) {
+                            self.actions.push(Action::Keyframe {
+                                publisher: peer.publication.publisher,
+                                track: ti,
+                            });
+                        }
+                    }
+                }
+            }
+            peer.next_timeout = now; // force re-arm
+            self.drive(id, now);
+        }
+        self.run_actions();
+    }
+
+    fn run_actions(&mut self) {
+        while !self.actions.is_empty() {
+            let batch = std::mem::take(&mut self.actions);
+            for a in batch {
+                self.run_action(a);
+            }
+        }
+    }
+
+    fn run_action(&mut self, a: Action) {
+        {
+            match a {
+                Action::Fanout(pkt, publication) => {
+                    let now = Instant::now();
+                    for (s, count) in publication.viewers_per_shard.iter().enumerate() {
+                        if s != self.idx && count.load(Ordering::Relaxed) > 0 {
+                            match self.shared.shards[s].try_send(ShardMsg::Media(pkt.clone())) {
+                                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                                Err(TrySendError::Full(_)) => {
+                                    debug!(shard = s, "worker inbox full: media dropped")
+                                }
+                            }
+                        }
+                    }
+                    self.fanout_local(&pkt, now);
+                }
+                Action::Keyframe { publisher, track } => {
+                    if publisher.shard == self.idx {
+                        self.keyframe_to_publisher(publisher.id, track, Instant::now());
+                    } else {
+                        let _ = self.shared.shards[publisher.shard].try_send(ShardMsg::KeyframeRequest {
+                            publisher: publisher.id,
+                            track,
+                        });
+                    }
+                }
+                Action::Close(id, reason) => self.close_peer(id, reason),
+            }
+        }
+    }
+
+    fn fanout_local(&mut self, pkt: &Arc<MediaPacket>, now: Instant) {
+        let Some(n) = self.subs.get(&pkt.publication).map(Vec::len) else {
+            return;
+        };
+        // Index loop: drive() needs &mut self; the list only changes in run_actions.
+        for i in 0..n {
+            let id = self.subs[&pkt.publication][i];
+            if self.forward(id, pkt, now) {
+                self.drive(id, now);
+            }
+        }
+    }
+
+    /// Rewrite and write one packet to one viewer. Returns true if written.
+    fn forward(&mut self, id: u64, pkt: &MediaPacket, now: Instant) -> bool {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        if !peer.connected || peer.closing {
+            return false;
+        }
+        let PeerKind::Viewer(v) = &mut peer.kind else {
+            return false;
+        };
+        let Some(Some(t)) = v.tracks.get_mut(pkt.track) else {
+            return false;
+        };
+        use crate::forward::RewriteDecision::*;
+        match t.rewrite.on_packet(pkt.source, pkt.seq, pkt.ts, pkt.keyframe, now) {
+            Forward { seq, ts } => {
+                if t.video && pkt.keyframe {
+                    v.waiter.on_keyframe_forwarded();
+                }
+                let (mid, pt, nackable) = (t.mid, t.pt, t.nackable);
+                let exts = ExtensionValues {
+                    audio_level: pkt.audio_level,
+                    voice_activity: pkt.voice_activity,
+                    ..Default::default()
+                };
+                let mut api = peer.rtc.direct_api();
+                let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                    return false;
+                };
+                tx.write_rtp(
+                    RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
+                        .marker(pkt.marker)
+                        .nackable(nackable)
+                        .ext_vals(exts),
+                );
+                v.packets_out += 1;
+                true
+            }
+            NeedKeyframe => {
+                if v.waiter.ask_if_due(now) {
+                    self.actions.push(Action::Keyframe {
+                        publisher: peer.publication.publisher,
+                        track: pkt.track,
+                    });
+                }
+                false
+            }
+            Stale => false,
+        }
+    }
+
+    fn keyframe_to_publisher(&mut self, publisher: u64, track: usize, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        let PeerKind::Publisher(p) = &mut peer.kind else {
+            return;
+        };
+        let Some(tr) = p.tracks.get_mut(track) else {
+            return;
+        };
+        if tr.throttle.request(now) {
+            request_keyframe(&mut peer.rtc, tr.mid, tr.fir_only);
+            debug!(peer = publisher, track, "keyframe request sent");
+            self.drive(publisher, now);
+        } else if let Some(due) = tr.throttle.next_due()
+            && due < peer.next_timeout
+        {
+            peer.next_timeout = due;
+            self.timers.push(Reverse((due, publisher)));
+        }
+    }
+
+    /// End a peer: DTLS close_notify + RTCP BYE, unregister everything.
+    fn close_peer(&mut self, id: u64, reason: &'static str) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        if peer.rtc.is_alive() {
+            let _ = peer.rtc.close();
+            // Flush BYE/close_notify.
+            for _ in 0..64 {
+                match peer.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => self.shared.sockets.send(t.source, t.destination, &t.contents),
+                    Ok(Output::Event(_)) => {}
+                    _ => break,
+                }
+            }
+        }
+        let me = PeerRef { shard: self.idx, id };
+        self.shared.demux.remove(&peer.ufrag, &peer.addrs, me);
+        self.shared.registry.sessions.remove(&peer.session);
+        self.shared.load[self.idx].fetch_sub(1, Ordering::Relaxed);
+        let publication = peer.publication.clone();
+        match &peer.kind {
+            PeerKind::Publisher(_) => {
+                self.shared
+                    .registry
+                    .streams
+                    .remove_if(&publication.name, |_, p| p.id == publication.id);
+                for (s, tx) in self.shared.shards.iter().enumerate() {
+                    if s != self.idx {
+                        let _ = tx.send(ShardMsg::PublicationEnded {
+                            publication: publication.id,
+                        });
+                    }
+                }
+                let viewers = self.subs.remove(&publication.id).unwrap_or_default();
+                for v in viewers {
+                    self.close_peer(v, "publisher ended");
+                }
+            }
+            PeerKind::Viewer(_) => {
+                if let Some(list) = self.subs.get_mut(&publication.id) {
+                    list.retain(|v| *v != id);
+                    if list.is_empty() {
+                        self.subs.remove(&publication.id);
+                    }
+                }
+                publication.viewers_per_shard[self.idx].fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        info!(peer = id, session = %peer.session, stream = %publication.name, role = peer.role(), reason, "peer closed");
+    }
+}
+
+fn request_keyframe(rtc: &mut str0m::Rtc, mid: str0m::media::Mid, fir_only: bool) {
+    let kind = if fir_only {
+        KeyframeRequestKind::Fir
+    } else {
+        KeyframeRequestKind::Pli
+    };
+    if let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, None) {
+        rx.request_keyframe(kind);
+    }
+}
+
+fn sample_bitrate(p: &mut peer::PublisherState, publication: &crate::registry::Publication, now: Instant) {
+    let dt = now.saturating_duration_since(p.last_sample);
+    if dt >= Duration::from_secs(1) {
+        let bytes = publication.bytes_in.load(Ordering::Relaxed);
+        let bps = (bytes - p.last_bytes) * 8 * 1000 / dt.as_millis().max(1) as u64;
+        publication.bitrate_in.store(bps, Ordering::Relaxed);
+        p.last_bytes = bytes;
+        p.last_sample = now;
+    }
+}
+
+/// Deadlines of our own (establishment, consent grace, role timers).
+fn peer_deadline(peer: &Peer) -> Option<Instant> {
+    let mut d = if peer.connected {
+        None
+    } else {
+        Some(peer.created + ESTABLISH_TIMEOUT)
+    };
+    let mut min = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
+    if let Some(at) = peer.disconnected_at {
+        min(at + DISCONNECT_GRACE);
+    }
+    match &peer.kind {
+        PeerKind::Publisher(p) => {
+            for t in &p.tracks {
+                if let Some(due) = t.throttle.next_due() {
+                    min(due);
+                }
+            }
+            min(p.last_sample + Duration::from_secs(1));
+        }
+        PeerKind::Viewer(v) => {
+            if let Some(t) = v.waiter.next_retry() {
+                min(t);
+            }
+        }
+    }
+    d
+}
+
+fn expired(peer: &Peer, now: Instant) -> Option<&'static str> {
+    if !peer.connected && now >= peer.created + ESTABLISH_TIMEOUT {
+        return Some("ICE/DTLS establishment timeout");
+    }
+    if peer.disconnected_at.is_some_and(|at| now >= at + DISCONNECT_GRACE) {
+        return Some("ICE consent lost");
+    }
+    None
+}
+
+fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut Vec<Action>) {
+    match e {
+        Event::Connected => {
+            peer.connected = true;
+            info!(peer = peer.id, stream = %peer.publication.name, role = peer.role(), setup_ms = now.saturating_duration_since(peer.created).as_millis() as u64, "connected");
+            match &mut peer.kind {
+                PeerKind::Publisher(_) => peer.publication.connected.store(true, Ordering::Relaxed),
+                PeerKind::Viewer(v) => {
+                    if v.waiter.on_connected(now) {
+                        for (ti, t) in v.tracks.iter().enumerate() {
+                            if t.as_ref().is_some_and(|t| t.video) {
+                                actions.push(Action::Keyframe {
+                                    publisher: peer.publication.publisher,
+                                    track: ti,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Event::IceConnectionStateChange(s) => {
+            debug!(peer = peer.id, ?s, "ICE state");
+            match s {
+                IceConnectionState::Disconnected => {
+                    if peer.disconnected_at.is_none() {
+                        peer.disconnected_at = Some(now);
+                    }
+                }
+                IceConnectionState::Connected | IceConnectionState::Completed => peer.disconnected_at = None,
+                _ => {}
+            }
+        }
+        Event::RtpPacket(p) => {
+            let PeerKind::Publisher(ps) = &mut peer.kind else {
+                return;
+            };
+            let ssrc = p.header.ssrc;
+            let track = match ps.ssrc_cache.iter().find(|(s, _)| *s == ssrc) {
+                Some((_, t)) => *t,
+                None => {
+                    let mid = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+                    let Some(t) = mid.and_then(|m| ps.tracks.iter().position(|t| t.mid == m)) else {
+                        return;
+                    };
+                    if ps.ssrc_cache.len() < 16 {
+                        ps.ssrc_cache.push((ssrc, t));
+                    }
+                    t
+                }
+            };
+            let tr = &mut ps.tracks[track];
+            let keyframe = starts_keyframe(tr.codec, &p.payload);
+            if keyframe && tr.codec.is_video() {
+                tr.throttle.on_keyframe();
+            }
+            let publication = &peer.publication;
+            publication.packets_in.fetch_add(1, Ordering::Relaxed);
+            publication.bytes_in.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+            if publication.viewers() == 0 {
+                return;
+            }
+            let pkt = MediaPacket {
+                publication: publication.id,
+                track,
+                source: (*ssrc as u64) | (publication.id << 32),
+                seq: *p.seq_no,
+                ts: p.header.timestamp,
+                marker: p.header.marker,
+                keyframe,
+                arrival: p.timestamp,
+                audio_level: p.header.ext_vals.audio_level,
+                voice_activity: p.header.ext_vals.voice_activity,
+                payload: p.payload,
+            };
+            let _ = shard;
+            actions.push(Action::Fanout(Arc::new(pkt), publication.clone()));
+        }
+        Event::KeyframeRequest(r) => {
+            if let PeerKind::Viewer(v) = &mut peer.kind {
+                // Map the viewer's mid to the publisher track it carries.
+                if let Some(ti) = v.tracks.iter().position(|t| t.as_ref().is_some_and(|t| t.mid == r.mid)) {
+                    actions.push(Action::Keyframe {
+                        publisher: peer.publication.publisher,
+                        track: ti,
+                    });
+                }
+            }
+        }
+        Event::Closed => {
+            peer.closing = true;
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,170 @@
+//! Per-peer state owned by a worker: the str0m `Rtc` plus our forwarding state.
+
+use crate::codecs::Chosen;
+use crate::forward::{KeyframeThrottle, KeyframeWaiter, Rewrite};
+use crate::registry::Publication;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::Rtc;
+use str0m::format::Codec;
+use str0m::media::{Mid, Pt};
+use str0m::rtp::Ssrc;
+
+/// Minimum spacing of keyframe requests sent to one publisher track.
+pub const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Retry spacing while a viewer still waits for its first keyframe.
+pub const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
+
+/// A publisher track as the publisher's worker sees it.
+#[derive(Debug)]
+pub struct PubTrack {
+    /// The m-line's mid.
+    pub mid: Mid,
+    /// Codec.
+    pub codec: Codec,
+    /// Throttle for PLI/FIR towards this track.
+    pub throttle: KeyframeThrottle,
+    /// FIR negotiated but not PLI (RFC 5104 §4.3.1).
+    pub fir_only: bool,
+}
+
+/// Publisher-specific state.
+#[derive(Debug)]
+pub struct PublisherState {
+    /// Tracks in `Publication::tracks` order.
+    pub tracks: Vec<PubTrack>,
+    /// SSRC → track index cache (str0m resolves SSRC → mid once).
+    pub ssrc_cache: Vec<(Ssrc, usize)>,
+    /// Bytes at the last bitrate sample.
+    pub last_bytes: u64,
+    /// Time of the last bitrate sample.
+    pub last_sample: Instant,
+}
+
+/// One forwarded track of a viewer.
+#[derive(Debug)]
+pub struct ViewerTrack {
+    /// Viewer m-line mid.
+    pub mid: Mid,
+    /// Viewer payload type for this codec.
+    pub pt: Pt,
+    /// Sequence/timestamp rewriting.
+    pub rewrite: Rewrite,
+    /// Video packets are kept for NACK/RTX (RFC 4588).
+    pub nackable: bool,
+    /// Video (keyframe-gated).
+    pub video: bool,
+}
+
+/// Viewer-specific state.
+#[derive(Debug)]
+pub struct ViewerState {
+    /// Indexed by publisher track index; `None` when the viewer lacks that kind.
+    pub tracks: Vec<Option<ViewerTrack>>,
+    /// Keyframe wait / retry.
+    pub waiter: KeyframeWaiter,
+    /// Packets forwarded.
+    pub packets_out: u64,
+}
+
+/// Role-specific state.
+#[derive(Debug)]
+pub enum PeerKind {
+    /// WHIP publisher.
+    Publisher(PublisherState),
+    /// WHEP viewer.
+    Viewer(ViewerState),
+}
+
+/// A peer handed to a worker by the HTTP layer.
+pub struct NewPeer {
+    /// Process-unique id.
+    pub id: u64,
+    /// The negotiated str0m instance (offer accepted, answer sent).
+    pub rtc: Rtc,
+    /// Session id (URL segment).
+    pub session: String,
+    /// Our ICE ufrag (demux key).
+    pub ufrag: String,
+    /// The publication this peer publishes or views.
+    pub publication: Arc<Publication>,
+    /// Role state.
+    pub kind: PeerKind,
+    /// Creation time.
+    pub created: Instant,
+}
+
+/// A live peer on a worker.
+pub struct Peer {
+    /// See [`NewPeer`].
+    pub id: u64,
+    /// str0m instance.
+    pub rtc: Rtc,
+    /// Session id.
+    pub session: String,
+    /// ICE ufrag.
+    pub ufrag: String,
+    /// Publication.
+    pub publication: Arc<Publication>,
+    /// Role state.
+    pub kind: PeerKind,
+    /// Creation time (for the establishment timeout).
+    pub created: Instant,
+    /// ICE+DTLS up.
+    pub connected: bool,
+    /// ICE reported Disconnected at this time (consent lost).
+    pub disconnected_at: Option<Instant>,
+    /// Remote addresses bound in the demux.
+    pub addrs: Vec<SocketAddr>,
+    /// Next time this peer needs `handle_timeout`.
+    pub next_timeout: Instant,
+    /// Closing: `rtc.close()` called, draining.
+    pub closing: bool,
+}
+
+impl Peer {
+    /// Wrap a new peer.
+    pub fn new(n: NewPeer) -> Peer {
+        Peer {
+            id: n.id,
+            rtc: n.rtc,
+            session: n.session,
+            ufrag: n.ufrag,
+            publication: n.publication,
+            kind: n.kind,
+            created: n.created,
+            connected: false,
+            disconnected_at: None,
+            addrs: Vec::new(),
+            next_timeout: n.created,
+            closing: false,
+        }
+    }
+
+    /// Human role name for logs.
+    pub fn role(&self) -> &'static str {
+        match self.kind {
+            PeerKind::Publisher(_) => "publisher",
+            PeerKind::Viewer(_) => "viewer",
+        }
+    }
+}
+
+/// Build publisher tracks from the chosen formats and the offer's mids.
+pub fn publisher_tracks(tracks: &[Chosen], mids: &[Mid], rtc: &Rtc) -> Vec<PubTrack> {
+    tracks
+        .iter()
+        .zip(mids)
+        .map(|(t, mid)| {
+            let params = rtc.codec_config().find(|p| *p.pt() == t.pt);
+            let (pli, fir) = params.map_or((true, false), |p| (p.fb_pli(), p.fb_fir()));
+            PubTrack {
+                mid: *mid,
+                codec: t.codec,
+                throttle: KeyframeThrottle::new(KEYFRAME_MIN_INTERVAL),
+                fir_only: !pli && fir,
+            }
+        })
+        .collect()
+}
