@@ -1,1 +1,141 @@
-//! End-to-end test helpers.
+//! End-to-end test helpers: an in-process server on loopback, real media made
+//! by ffmpeg (x264 + libopus) at test time, and a paced publisher.
+
+use sfu::client::{ClientEvent, OutPacket, Received, Session, h264, ogg};
+use sfu::config::Config;
+use sfu::server::Server;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use str0m::media::MediaKind;
+
+/// A clip: H.264 access units (as RTP payloads) and Opus packets.
+pub struct Clip {
+    /// Per video frame: RTP timestamp (90 kHz) and its packet payloads.
+    pub video: Vec<(u32, bool, Vec<Arc<[u8]>>)>,
+    /// Opus packets (20 ms each).
+    pub audio: Vec<Arc<[u8]>>,
+}
+
+impl Clip {
+    /// All video payloads in send order.
+    pub fn video_payloads(&self) -> Vec<Arc<[u8]>> {
+        self.video.iter().flat_map(|(_, _, p)| p.iter().cloned()).collect()
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("ffmpeg must be installed (see README test command)");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Encode (once per process) a 640x360 30 fps H.264 Constrained Baseline clip
+/// with a 1 s GOP and a 48 kHz stereo Opus tone, `seconds` long, with ffmpeg.
+pub fn clip(seconds: u32) -> &'static Clip {
+    static CLIP: OnceLock<Clip> = OnceLock::new();
+    CLIP.get_or_init(|| {
+        let dir: PathBuf = std::env::temp_dir().join(format!("sfu-e2e-media-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let h264 = dir.join("clip.h264");
+        let opus = dir.join("clip.opus");
+        let t = seconds.to_string();
+        run(Command::new("ffmpeg").args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=640x360:rate=30")
+            .args(["-t", &t, "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+                "-profile:v", "baseline", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", "-b:v", "1M", "-f", "h264"])
+            .arg(&h264));
+        run(Command::new("ffmpeg").args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:sample_rate=48000")
+            .args(["-t", &t, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "ogg"])
+            .arg(&opus));
+        let data = std::fs::read(&h264).unwrap();
+        let nals = h264::nal_units(&data);
+        let aus = h264::access_units(&nals);
+        let video = aus
+            .iter()
+            .enumerate()
+            .map(|(i, au)| {
+                let p = h264::packetize(au, h264::MAX_PAYLOAD);
+                (i as u32 * 3000, au.keyframe, p.into_iter().map(Arc::from).collect())
+            })
+            .collect();
+        let audio = ogg::opus_packets(&std::fs::read(&opus).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        Clip { video, audio }
+    })
+}
+
+/// Start a server on 127.0.0.1 with ephemeral ports; returns its base URL.
+pub async fn start_server(workers: usize) -> String {
+    init_log();
+    let cfg = Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        udp: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        ..Config::default()
+    };
+    let server = Server::start(&cfg).await.expect("server starts");
+    let base = format!("http://{}", server.http_addr);
+    tokio::spawn(server.serve());
+    base
+}
+
+fn init_log() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Send the clip in real time (30 fps video, 20 ms audio). Returns when done.
+pub async fn publish_clip(s: &Session, clip: &Clip) {
+    let start = tokio::time::Instant::now();
+    let mut a = 0usize;
+    for (i, (ts, _, payloads)) in clip.video.iter().enumerate() {
+        let at = start + Duration::from_micros(i as u64 * 33_333);
+        tokio::time::sleep_until(at).await;
+        let n = payloads.len();
+        for (k, p) in payloads.iter().enumerate() {
+            s.send(OutPacket {
+                kind: MediaKind::Video,
+                ts: *ts,
+                marker: k + 1 == n,
+                payload: p.clone(),
+            });
+        }
+        // Audio up to this frame's time.
+        while a < clip.audio.len() && (a as u64 * 20_000) <= i as u64 * 33_333 {
+            s.send(OutPacket {
+                kind: MediaKind::Audio,
+                ts: a as u32 * 960,
+                marker: false,
+                payload: clip.audio[a].clone(),
+            });
+            a += 1;
+        }
+    }
+}
+
+/// Everything a viewer received so far (non-blocking drain).
+pub fn drain(s: &mut Session, into: &mut Vec<Received>) {
+    while let Ok(ev) = s.events.try_recv() {
+        if let ClientEvent::Rtp(r) = ev {
+            into.push(r);
+        }
+    }
+}

@@ -1,1 +1,14 @@
-//! WHIP/WHEP client (filled in next).
+//! The WHIP/WHEP client on str0m, shared by `whip-ingest`, `load-test` and the
+//! end-to-end tests.
+//!
+//! [`Session::publish`] POSTs a `sendonly` offer to a WHIP endpoint
+//! (RFC 9725 §4.2), [`Session::play`] a `recvonly` offer to a WHEP endpoint.
+//! Each session owns one UDP socket and a Tokio task that drives its `Rtc`;
+//! media goes in with [`Session::send`] and comes out as [`ClientEvent`]s.
+
+pub mod h264;
+pub mod http;
+pub mod ogg;
+mod session;
+
+pub use session::{ClientEvent, Options, OutPacket, Received, Session, Track};

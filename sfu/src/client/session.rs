@@ -1,0 +1,358 @@
+//! One WHIP or WHEP client session: offer/answer over HTTP, then a Tokio task
+//! that drives the str0m `Rtc` over one UDP socket.
+
+use super::http::{HttpResponse, Url, request};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Which media a session sends or receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// H.264 video, PT 96 (RTX 97), packetization-mode 1, the given
+    /// `profile-level-id` (e.g. `0x42e01f` Constrained Baseline 3.1).
+    H264(u32),
+    /// VP8 video.
+    Vp8,
+    /// Opus audio, 48 kHz stereo, PT 111.
+    Opus,
+}
+
+/// Session options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Local IP to bind the UDP socket to and offer as host candidate.
+    pub bind_ip: IpAddr,
+    /// Bearer token (RFC 6750) for the POST and DELETE.
+    pub token: Option<String>,
+    /// Tracks to publish (WHIP) or to receive (WHEP; codecs offered).
+    pub tracks: Vec<Track>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            token: None,
+            tracks: vec![Track::Opus, Track::H264(0x42e01f)],
+        }
+    }
+}
+
+/// A received RTP packet (RTP mode: payload untouched).
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Extended sequence number.
+    pub seq: u64,
+    /// RTP timestamp.
+    pub ts: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload type.
+    pub pt: u8,
+    /// Payload.
+    pub payload: Arc<[u8]>,
+    /// Arrival time.
+    pub at: Instant,
+}
+
+/// What a session reports.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// ICE + DTLS are up.
+    Connected,
+    /// An RTP packet arrived.
+    Rtp(Received),
+    /// The server asked for a keyframe (PLI/FIR) on our video.
+    KeyframeRequest,
+    /// The session ended (server closed, or error).
+    Closed(String),
+}
+
+/// One packet to send on a published track.
+#[derive(Debug, Clone)]
+pub struct OutPacket {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// RTP timestamp in the track clock.
+    pub ts: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload (already packetized).
+    pub payload: Arc<[u8]>,
+}
+
+enum Cmd {
+    Send(OutPacket),
+    Close,
+}
+
+/// A live client session.
+pub struct Session {
+    /// Resolved session URL (the 201's `Location`).
+    pub location: Url,
+    /// The answer SDP.
+    pub answer: String,
+    /// The full HTTP response of the POST.
+    pub response: HttpResponse,
+    /// Events from the session task.
+    pub events: mpsc::UnboundedReceiver<ClientEvent>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    token: Option<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A non-201 answer from the server.
+#[derive(Debug, thiserror::Error)]
+#[error("server answered {status}: {body}")]
+pub struct Refused {
+    /// HTTP status.
+    pub status: u16,
+    /// Body (reason).
+    pub body: String,
+}
+
+impl Session {
+    /// Publish over WHIP to `endpoint` (e.g. `http://127.0.0.1:8080/whip/cam`).
+    pub async fn publish(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
+        Self::start(endpoint, opts, Direction::SendOnly).await
+    }
+
+    /// Play over WHEP from `endpoint` (e.g. `http://127.0.0.1:8080/whep/cam`).
+    pub async fn play(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
+        Self::start(endpoint, opts, Direction::RecvOnly).await
+    }
+
+    async fn start(endpoint: &str, opts: Options, dir: Direction) -> anyhow::Result<Session> {
+        crate::server::install_crypto();
+        let url = Url::parse(endpoint)?;
+        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
+        let local = socket.local_addr()?;
+        let mut cfg = RtcConfig::new().set_rtp_mode(true).clear_codecs();
+        let mut kinds = Vec::new();
+        for t in &opts.tracks {
+            match t {
+                Track::H264(profile) => {
+                    cfg.codec_config().add_h264(96.into(), Some(97.into()), true, *profile);
+                    if dir == Direction::RecvOnly {
+                        // Viewers accept the other common profiles too.
+                        for (pt, p) in [(98u8, 0x42001fu32), (100, 0x4d001f), (102, 0x64001f)] {
+                            if p != *profile {
+                                cfg.codec_config().add_h264(pt.into(), Some((pt + 1).into()), true, p);
+                            }
+                        }
+                    }
+                    kinds.push(MediaKind::Video);
+                }
+                Track::Vp8 => {
+                    cfg = cfg.enable_vp8(true);
+                    kinds.push(MediaKind::Video);
+                }
+                Track::Opus => {
+                    cfg = cfg.enable_opus(true, false);
+                    kinds.push(MediaKind::Audio);
+                }
+            }
+        }
+        kinds.dedup();
+        let mut rtc = cfg.build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        let mut api = rtc.sdp_api();
+        let mut mids: Vec<(MediaKind, Mid)> = Vec::new();
+        for k in &kinds {
+            let mid = api.add_media(*k, dir, Some("sfu-client".into()), None, None);
+            mids.push((*k, mid));
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| anyhow::anyhow!("no media to offer"))?;
+        let mut headers = vec![("content-type", "application/sdp")];
+        let auth = opts.token.as_ref().map(|t| format!("Bearer {t}"));
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        let resp = request("POST", &url, &headers, Some(offer.to_sdp_string())).await?;
+        if resp.status != 201 {
+            return Err(Refused {
+                status: resp.status,
+                body: resp.body.trim().to_string(),
+            }
+            .into());
+        }
+        let location = url.join(
+            resp.header("location")
+                .ok_or_else(|| anyhow::anyhow!("201 without Location"))?,
+        )?;
+        let answer = SdpAnswer::from_sdp_string(&resp.body)
+            .map_err(|e| anyhow::anyhow!("bad answer SDP: {e}"))?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(drive(rtc, socket, local, mids, cmd_rx, ev_tx));
+        Ok(Session {
+            location,
+            answer: resp.body.clone(),
+            response: resp,
+            events,
+            cmd,
+            token: opts.token,
+            task,
+        })
+    }
+
+    /// Queue one packet for sending (publishers).
+    pub fn send(&self, p: OutPacket) {
+        let _ = self.cmd.send(Cmd::Send(p));
+    }
+
+    /// Wait for an event, up to `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
+        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+    }
+
+    /// Wait until connected (ICE + DTLS), up to `timeout`. Other events seen
+    /// meanwhile are dropped.
+    pub async fn wait_connected(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ClientEvent::Connected)) => return Ok(()),
+                Ok(Some(ClientEvent::Closed(r))) => anyhow::bail!("session closed: {r}"),
+                Ok(Some(_)) => {}
+                Ok(None) => anyhow::bail!("session task ended"),
+                Err(_) => anyhow::bail!("not connected within {timeout:?}"),
+            }
+        }
+    }
+
+    /// DELETE the session resource and stop. Returns the DELETE status.
+    pub async fn close(self) -> anyhow::Result<u16> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        let resp = request("DELETE", &self.location, &headers, None).await;
+        let _ = self.cmd.send(Cmd::Close);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        Ok(resp?.status)
+    }
+}
+
+async fn drive(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    mids: Vec<(MediaKind, Mid)>,
+    mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ev: mpsc::UnboundedSender<ClientEvent>,
+) {
+    let mut buf = vec![0u8; 2048];
+    let mut seqs: Vec<u64> = mids
+        .iter()
+        .map(|_| {
+            let mut b = [0u8; 2];
+            let _ = getrandom::fill(&mut b);
+            (u16::from_be_bytes(b) & 0x7fff) as u64
+        })
+        .collect();
+    loop {
+        let timeout = loop {
+            match rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Event(e)) => {
+                    let out = match e {
+                        Event::Connected => Some(ClientEvent::Connected),
+                        Event::RtpPacket(p) => {
+                            let kind = rtc
+                                .direct_api()
+                                .stream_rx(&p.header.ssrc)
+                                .map(|s| s.mid())
+                                .and_then(|m| mids.iter().find(|(_, x)| *x == m))
+                                .map_or(MediaKind::Video, |(k, _)| *k);
+                            Some(ClientEvent::Rtp(Received {
+                                kind,
+                                seq: *p.seq_no,
+                                ts: p.header.timestamp,
+                                marker: p.header.marker,
+                                pt: *p.header.payload_type,
+                                payload: p.payload,
+                                at: p.timestamp,
+                            }))
+                        }
+                        Event::KeyframeRequest(_) => Some(ClientEvent::KeyframeRequest),
+                        Event::Closed => Some(ClientEvent::Closed("remote closed".into())),
+                        _ => None,
+                    };
+                    if let Some(o) = out {
+                        let _ = ev.send(o);
+                    }
+                }
+                Err(e) => {
+                    let _ = ev.send(ClientEvent::Closed(format!("str0m: {e}")));
+                    return;
+                }
+            }
+        };
+        if !rtc.is_alive() {
+            let _ = ev.send(ClientEvent::Closed("rtc ended".into()));
+            return;
+        }
+        let sleep = tokio::time::sleep_until(timeout.into());
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, source)) = r else { continue };
+                let Ok(contents) = buf[..n].try_into() else { continue };
+                let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive {
+                    proto: Protocol::Udp, source, destination: local, contents,
+                }));
+            }
+            c = cmd_rx.recv() => match c {
+                Some(Cmd::Send(p)) => {
+                    let Some(i) = mids.iter().position(|(k, _)| *k == p.kind) else { continue };
+                    let mid = mids[i].1;
+                    let pt = rtc.media(mid).and_then(|m| m.remote_pts().first().copied());
+                    let Some(pt) = pt else { continue };
+                    let video = p.kind == MediaKind::Video;
+                    if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        let seq: SeqNo = seqs[i].into();
+                        seqs[i] += 1;
+                        tx.write_rtp(RtpWrite::new(pt, seq, p.ts, Instant::now(), p.payload)
+                            .marker(p.marker).nackable(video));
+                    }
+                }
+                Some(Cmd::Close) | None => {
+                    let _ = rtc.close();
+                    for _ in 0..64 {
+                        match rtc.poll_output() {
+                            Ok(Output::Transmit(t)) => { let _ = socket.send_to(&t.contents, t.destination).await; }
+                            Ok(Output::Event(_)) => {}
+                            _ => break,
+                        }
+                    }
+                    return;
+                }
+            },
+            _ = sleep => {
+                let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+            }
+        }
+    }
+}
+
+/// Ask the remote for a keyframe on our received video (viewers).
+pub fn _keyframe_kind() -> KeyframeRequestKind {
+    KeyframeRequestKind::Pli
+}
