@@ -51,12 +51,20 @@
     return { status: r.status, body, location: loc ? new URL(loc, u).href : null };
   }
 
-  /** DELETE a session resource; survives page unload (keepalive). */
+  /** DELETE a session resource; survives page unload (keepalive). Never rejects. */
   function del(url) {
-    if (!url) return;
+    if (!url) return Promise.resolve();
     try {
-      fetch(withToken(url), { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {});
-    } catch (e) { /* ignore */ }
+      return fetch(withToken(url), { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {});
+    } catch (e) { return Promise.resolve(); }
+  }
+  /** End a session: DELETE first, then close the peer connection (closing first makes the
+   *  server drop the session on DTLS close, and the DELETE would then get a 404). */
+  function endSession(pc, loc) {
+    if (!pc) { del(loc); return; }
+    if (!loc) { pc.close(); return; }
+    const t = setTimeout(() => pc.close(), 1000);
+    del(loc).then(() => { clearTimeout(t); pc.close(); });
   }
 
   // ---- stats ----
@@ -230,8 +238,9 @@
     function teardown() {
       clearTimeout(retry);
       retry = null;
-      if (loc) { del(loc); loc = null; }
-      if (pc) { pc.close(); pc = null; }
+      endSession(pc, loc);
+      pc = null;
+      loc = null;
     }
     function fail(msg) {
       teardown();
@@ -368,6 +377,8 @@
     const S = (window.sfuPublisher = { state: 'idle', error: null, status: null });
     const input = $('stream'), camSel = $('camera'), micSel = $('mic'), codecSel = $('codec'), preview = $('preview');
     input.value = param('stream') || 'cam';
+    const pc0 = (param('codec') || '').toUpperCase();
+    if ([...codecSel.options].some((o) => o.value === pc0)) codecSel.value = pc0;
     let pc = null, loc = null, media = null, attempt = 0, busy = false;
     const sampler = { fn: null };
     const md = navigator.mediaDevices;
@@ -416,8 +427,9 @@
       preview.srcObject = null;
     }
     function teardown() {
-      if (loc) { del(loc); loc = null; }
-      if (pc) { pc.close(); pc = null; }
+      endSession(pc, loc);
+      pc = null;
+      loc = null;
     }
     function fail(msg) {
       teardown();
