@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
@@ -234,6 +234,12 @@ impl Session {
         }
     }
 
+    /// Vanish without DELETE (as go2rtc or a crashed client does): the task
+    /// and its socket stop; the server must notice through ICE consent.
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     /// DELETE the session resource and stop. Returns the DELETE status.
     pub async fn close(self) -> anyhow::Result<u16> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -352,7 +358,3 @@ async fn drive(
     }
 }
 
-/// Ask the remote for a keyframe on our received video (viewers).
-pub fn _keyframe_kind() -> KeyframeRequestKind {
-    KeyframeRequestKind::Pli
-}
