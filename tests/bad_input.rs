@@ -6,7 +6,13 @@ use sfu::client::{Options, Session};
 use std::time::Duration;
 use str0m::media::MediaKind;
 
-async fn req(base: &str, method: &str, path: &str, ct: Option<&str>, body: Option<String>) -> HttpResponse {
+async fn req(
+    base: &str,
+    method: &str,
+    path: &str,
+    ct: Option<&str>,
+    body: Option<String>,
+) -> HttpResponse {
     let url = Url::parse(&format!("{base}{path}")).unwrap();
     let mut h = Vec::new();
     if let Some(ct) = ct {
@@ -19,10 +25,20 @@ async fn req(base: &str, method: &str, path: &str, ct: Option<&str>, body: Optio
 async fn bad_requests_get_clear_statuses_while_stream_flows() {
     let clip = clip(3);
     let base = start_server(2).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/live"), Options::default()).await.unwrap();
-    publisher.wait_connected(Duration::from_secs(10)).await.unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/live"), Options::default()).await.unwrap();
-    viewer.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let mut publisher = Session::publish(&format!("{base}/whip/live"), Options::default())
+        .await
+        .unwrap();
+    publisher
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/live"), Options::default())
+        .await
+        .unwrap();
+    viewer
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
 
     let b = base.clone();
     let checks = async move {
@@ -32,38 +48,109 @@ async fn bad_requests_get_clear_statuses_while_stream_flows() {
         let err = offer_src.err().expect("second publisher must be refused");
         assert!(err.to_string().contains("409"), "second publisher: {err}");
 
-        let r = req(&b, "POST", "/whep/nobody", Some("application/sdp"), Some(VALID_VIEWER_OFFER.into())).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whep/nobody",
+            Some("application/sdp"),
+            Some(VALID_VIEWER_OFFER.into()),
+        )
+        .await;
         assert_eq!(r.status, 409, "WHEP without publisher");
         assert!(r.header("retry-after").is_some(), "409 carries Retry-After");
 
-        let r = req(&b, "DELETE", "/whep/live/00000000000000000000000000000000", None, None).await;
+        let r = req(
+            &b,
+            "DELETE",
+            "/whep/live/00000000000000000000000000000000",
+            None,
+            None,
+        )
+        .await;
         assert_eq!(r.status, 404, "unknown session");
 
-        let r = req(&b, "POST", "/whep/live", Some("text/plain"), Some(VALID_VIEWER_OFFER.into())).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whep/live",
+            Some("text/plain"),
+            Some(VALID_VIEWER_OFFER.into()),
+        )
+        .await;
         assert_eq!(r.status, 415, "wrong content type");
-        let r = req(&b, "POST", "/whep/live", None, Some(VALID_VIEWER_OFFER.into())).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whep/live",
+            None,
+            Some(VALID_VIEWER_OFFER.into()),
+        )
+        .await;
         assert_eq!(r.status, 415, "missing content type");
 
-        let r = req(&b, "POST", "/whip/other", Some("application/sdp"), Some("this is not sdp".into())).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whip/other",
+            Some("application/sdp"),
+            Some("this is not sdp".into()),
+        )
+        .await;
         assert_eq!(r.status, 400, "malformed SDP");
-        assert_eq!(r.body.trim().lines().count(), 1, "one-line reason: {:?}", r.body);
+        assert_eq!(
+            r.body.trim().lines().count(),
+            1,
+            "one-line reason: {:?}",
+            r.body
+        );
 
-        let r = req(&b, "POST", "/whip/other", Some("application/sdp"), Some(VALID_VIEWER_OFFER.replace("a=fingerprint", "a=x-nofp"))).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whip/other",
+            Some("application/sdp"),
+            Some(VALID_VIEWER_OFFER.replace("a=fingerprint", "a=x-nofp")),
+        )
+        .await;
         assert_eq!(r.status, 400, "offer without fingerprint");
 
-        let r = req(&b, "POST", "/whip/other", Some("application/sdp"), Some(VALID_VIEWER_OFFER.into())).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whip/other",
+            Some("application/sdp"),
+            Some(VALID_VIEWER_OFFER.into()),
+        )
+        .await;
         assert_eq!(r.status, 422, "recvonly offer to WHIP: {}", r.body);
 
-        let r = req(&b, "POST", "/whip/bad%20name", Some("application/sdp"), Some(VALID_VIEWER_OFFER.into())).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whip/bad%20name",
+            Some("application/sdp"),
+            Some(VALID_VIEWER_OFFER.into()),
+        )
+        .await;
         assert_eq!(r.status, 400, "invalid stream name");
 
-        let r = req(&b, "POST", "/whip/big", Some("application/sdp"), Some("v=0\r\n".repeat(40_000))).await;
+        let r = req(
+            &b,
+            "POST",
+            "/whip/big",
+            Some("application/sdp"),
+            Some("v=0\r\n".repeat(40_000)),
+        )
+        .await;
         assert_eq!(r.status, 413, "oversized body");
 
         let r = req(&b, "OPTIONS", "/whip/live", None, None).await;
         assert!(r.status == 204 || r.status == 200, "OPTIONS: {}", r.status);
         assert_eq!(r.header("accept-post"), Some("application/sdp"));
-        assert!(r.header("access-control-expose-headers").is_some_and(|h| h.contains("Location")));
+        assert!(
+            r.header("access-control-expose-headers")
+                .is_some_and(|h| h.contains("Location"))
+        );
     };
     let sender = publish_clip(&publisher, clip);
     tokio::join!(sender, checks);
@@ -71,7 +158,11 @@ async fn bad_requests_get_clear_statuses_while_stream_flows() {
     let mut rx = Vec::new();
     drain(&mut viewer, &mut rx);
     let video = rx.iter().filter(|r| r.kind == MediaKind::Video).count();
-    assert_eq!(video, clip.video_payloads().len(), "the live viewer lost packets during the bad requests");
+    assert_eq!(
+        video,
+        clip.video_payloads().len(),
+        "the live viewer lost packets during the bad requests"
+    );
     assert_eq!(viewer.close().await.unwrap(), 200);
     assert_eq!(publisher.close().await.unwrap(), 200);
 }

@@ -19,16 +19,29 @@ fn video_in_seq_order(rx: &[Received]) -> Vec<&Received> {
 /// consecutive sequence numbers and non-decreasing timestamps in arrival order.
 fn assert_identical(name: &str, rx: &[Received], expected: &[std::sync::Arc<[u8]>]) {
     let v = video_in_seq_order(rx);
-    assert_eq!(v.len(), expected.len(), "{name}: received {} of {} video packets", v.len(), expected.len());
+    assert_eq!(
+        v.len(),
+        expected.len(),
+        "{name}: received {} of {} video packets",
+        v.len(),
+        expected.len()
+    );
     for (i, (r, e)) in v.iter().zip(expected).enumerate() {
         assert_eq!(&*r.payload, &**e, "{name}: video payload {i} differs");
         if i > 0 {
             assert_eq!(r.seq, v[i - 1].seq + 1, "{name}: sequence gap at {i}");
         }
     }
-    let arrival: Vec<u32> = rx.iter().filter(|r| r.kind == MediaKind::Video).map(|r| r.ts).collect();
+    let arrival: Vec<u32> = rx
+        .iter()
+        .filter(|r| r.kind == MediaKind::Video)
+        .map(|r| r.ts)
+        .collect();
     for w in arrival.windows(2) {
-        assert!(w[1].wrapping_sub(w[0]) < u32::MAX / 2, "{name}: frames out of order");
+        assert!(
+            w[1].wrapping_sub(w[0]) < u32::MAX / 2,
+            "{name}: frames out of order"
+        );
     }
     let audio = rx.iter().filter(|r| r.kind == MediaKind::Audio).count();
     assert!(audio > 0, "{name}: no audio received");
@@ -37,11 +50,15 @@ fn assert_identical(name: &str, rx: &[Received], expected: &[std::sync::Arc<[u8]
 async fn fan_out(viewers: usize, workers: usize) {
     let clip = clip(3);
     let base = start_server(workers).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/cam"), Options::default()).await.unwrap();
+    let mut publisher = Session::publish(&format!("{base}/whip/cam"), Options::default())
+        .await
+        .unwrap();
     publisher.wait_connected(CONNECT).await.unwrap();
     let mut sessions = Vec::new();
     for _ in 0..viewers {
-        let mut v = Session::play(&format!("{base}/whep/cam"), Options::default()).await.unwrap();
+        let mut v = Session::play(&format!("{base}/whep/cam"), Options::default())
+            .await
+            .unwrap();
         v.wait_connected(CONNECT).await.unwrap();
         sessions.push(v);
     }
@@ -54,9 +71,14 @@ async fn fan_out(viewers: usize, workers: usize) {
         assert_identical(&format!("viewer {i}"), &rx, &expected);
     }
     // The API shows the stream and its viewers, then DELETE frees them.
-    let api = sfu::client::http::request("GET", &sfu::client::http::Url::parse(&format!("{base}/api/streams")).unwrap(), &[], None)
-        .await
-        .unwrap();
+    let api = sfu::client::http::request(
+        "GET",
+        &sfu::client::http::Url::parse(&format!("{base}/api/streams")).unwrap(),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
     let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(json[0]["name"], "cam");
     assert_eq!(json[0]["viewers"], viewers as u64);
@@ -81,7 +103,9 @@ async fn fifty_viewers_receive_every_packet() {
 async fn late_viewer_starts_at_a_keyframe() {
     let clip = clip(3);
     let base = start_server(1).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/late"), Options::default()).await.unwrap();
+    let mut publisher = Session::publish(&format!("{base}/whip/late"), Options::default())
+        .await
+        .unwrap();
     publisher.wait_connected(CONNECT).await.unwrap();
     let pub_url = format!("{base}/whep/late");
     let sender = async {
@@ -130,20 +154,29 @@ async fn late_viewer_starts_at_a_keyframe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_keyframe_request_reaches_publisher() {
     let base = start_server(2).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/pli"), Options::default()).await.unwrap();
+    let mut publisher = Session::publish(&format!("{base}/whip/pli"), Options::default())
+        .await
+        .unwrap();
     publisher.wait_connected(CONNECT).await.unwrap();
-    let mut v = Session::play(&format!("{base}/whep/pli"), Options::default()).await.unwrap();
+    let mut v = Session::play(&format!("{base}/whep/pli"), Options::default())
+        .await
+        .unwrap();
     v.wait_connected(CONNECT).await.unwrap();
     // The server asks the publisher for a keyframe when the viewer connects.
     let mut got = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {
-        if let Some(ClientEvent::KeyframeRequest) = publisher.next_event(Duration::from_millis(200)).await {
+        if let Some(ClientEvent::KeyframeRequest) =
+            publisher.next_event(Duration::from_millis(200)).await
+        {
             got = true;
             break;
         }
     }
-    assert!(got, "publisher never received a PLI/FIR for the joining viewer");
+    assert!(
+        got,
+        "publisher never received a PLI/FIR for the joining viewer"
+    );
     let _ = v.close().await;
     let _ = publisher.close().await;
 }

@@ -10,10 +10,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use str0m::media::MediaKind;
 
+/// One video frame: RTP timestamp (90 kHz), keyframe flag, packet payloads.
+pub type Frame = (u32, bool, Vec<Arc<[u8]>>);
+
 /// A clip: H.264 access units (as RTP payloads) and Opus packets.
 pub struct Clip {
-    /// Per video frame: RTP timestamp (90 kHz) and its packet payloads.
-    pub video: Vec<(u32, bool, Vec<Arc<[u8]>>)>,
+    /// Video frames in order.
+    pub video: Vec<Frame>,
     /// Opus packets (20 ms each).
     pub audio: Vec<Arc<[u8]>>,
 }
@@ -21,12 +24,17 @@ pub struct Clip {
 impl Clip {
     /// All video payloads in send order.
     pub fn video_payloads(&self) -> Vec<Arc<[u8]>> {
-        self.video.iter().flat_map(|(_, _, p)| p.iter().cloned()).collect()
+        self.video
+            .iter()
+            .flat_map(|(_, _, p)| p.iter().cloned())
+            .collect()
     }
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("ffmpeg must be installed (see README test command)");
+    let out = cmd
+        .output()
+        .expect("ffmpeg must be installed (see README test command)");
     assert!(
         out.status.success(),
         "{:?} failed: {}",
@@ -40,19 +48,60 @@ fn run(cmd: &mut Command) {
 pub fn clip(seconds: u32) -> &'static Clip {
     static CLIP: OnceLock<Clip> = OnceLock::new();
     CLIP.get_or_init(|| {
-        let dir: PathBuf = std::env::temp_dir().join(format!("sfu-e2e-media-{}", std::process::id()));
+        let dir: PathBuf =
+            std::env::temp_dir().join(format!("sfu-e2e-media-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let h264 = dir.join("clip.h264");
         let opus = dir.join("clip.opus");
         let t = seconds.to_string();
-        run(Command::new("ffmpeg").args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        run(Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
             .arg("testsrc2=size=640x360:rate=30")
-            .args(["-t", &t, "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-                "-profile:v", "baseline", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", "-b:v", "1M", "-f", "h264"])
+            .args([
+                "-t",
+                &t,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-profile:v",
+                "baseline",
+                "-bf",
+                "0",
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+                "-b:v",
+                "1M",
+                "-f",
+                "h264",
+            ])
             .arg(&h264));
-        run(Command::new("ffmpeg").args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        run(Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
             .arg("sine=frequency=440:sample_rate=48000")
-            .args(["-t", &t, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "ogg"])
+            .args([
+                "-t", &t, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "ogg",
+            ])
             .arg(&opus));
         let data = std::fs::read(&h264).unwrap();
         let nals = h264::nal_units(&data);
@@ -62,7 +111,11 @@ pub fn clip(seconds: u32) -> &'static Clip {
             .enumerate()
             .map(|(i, au)| {
                 let p = h264::packetize(au, h264::MAX_PAYLOAD);
-                (i as u32 * 3000, au.keyframe, p.into_iter().map(Arc::from).collect())
+                (
+                    i as u32 * 3000,
+                    au.keyframe,
+                    p.into_iter().map(Arc::from).collect(),
+                )
             })
             .collect();
         let audio = ogg::opus_packets(&std::fs::read(&opus).unwrap())

@@ -9,10 +9,10 @@
 //! (RFC 6184 §8.1; decoders play other profiles in practice).
 
 use crate::sdp_scan::{Dir, Kind, MediaSection, Offer, OfferedFormat};
+use std::num::NonZeroU32;
 use str0m::RtcConfig;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind};
-use std::num::NonZeroU32;
 
 /// One forwardable format chosen from an offer, ready to configure str0m with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,11 @@ fn codec_of(f: &OfferedFormat) -> Option<Codec> {
 }
 
 fn chosen(m: &MediaSection, idx: usize, f: &OfferedFormat, codec: Codec) -> Chosen {
-    let rtx = m.formats.iter().find(|r| r.rtx_apt() == Some(f.pt)).map(|r| r.pt);
+    let rtx = m
+        .formats
+        .iter()
+        .find(|r| r.rtx_apt() == Some(f.pt))
+        .map(|r| r.pt);
     Chosen {
         kind: if m.kind == Kind::Audio {
             MediaKind::Audio
@@ -183,7 +187,11 @@ pub fn choose_publisher(offer: &Offer) -> Result<Vec<Chosen>, CodecError> {
             .find_map(|f| codec_of(f).map(|c| (f, c)))
             .ok_or(CodecError::Unsupported(
                 label,
-                if m.kind == Kind::Audio { AUDIO_LIST } else { VIDEO_LIST },
+                if m.kind == Kind::Audio {
+                    AUDIO_LIST
+                } else {
+                    VIDEO_LIST
+                },
             ))?;
         out.push(chosen(m, i, pick.0, pick.1));
     }
@@ -216,9 +224,9 @@ fn viewer_match(track: &Chosen, m: &MediaSection, idx: usize) -> Option<Chosen> 
             .filter(same_codec)
             .filter(|f| h264_pm(f.fmtp.as_deref()) == want_pm)
             .collect();
-        let exact = candidates
-            .iter()
-            .find(|f| f.fmtp.as_deref().and_then(h264_profile) == want_profile && want_profile.is_some());
+        let exact = candidates.iter().find(|f| {
+            f.fmtp.as_deref().and_then(h264_profile) == want_profile && want_profile.is_some()
+        });
         let f = exact.or(candidates.first())?;
         return Some(chosen(m, idx, f, Codec::H264));
     }
@@ -301,7 +309,10 @@ a=rtpmap:100 H264/90000\r\na=fmtp:100 level-asymmetry-allowed=1;packetization-mo
     #[test]
     fn publisher_recvonly_is_refused() {
         let o = scan(&offer("recvonly", CHROME_VIDEO)).unwrap();
-        assert!(matches!(choose_publisher(&o), Err(CodecError::Direction(0, "recvonly", _))));
+        assert!(matches!(
+            choose_publisher(&o),
+            Err(CodecError::Direction(0, "recvonly", _))
+        ));
     }
 
     #[test]
@@ -320,13 +331,15 @@ a=rtpmap:100 H264/90000\r\na=fmtp:100 level-asymmetry-allowed=1;packetization-mo
         let v = choose_viewer(&o, std::slice::from_ref(&pubv)).unwrap();
         assert_eq!(v[0].1.pt, 100, "High profile offered: use it");
         // aiortc-like viewer: only Constrained Baseline offered.
-        let only_cb = "a=rtpmap:98 H264/90000\r\na=fmtp:98 packetization-mode=1;profile-level-id=42e01f\r\n";
+        let only_cb =
+            "a=rtpmap:98 H264/90000\r\na=fmtp:98 packetization-mode=1;profile-level-id=42e01f\r\n";
         let o = scan(&offer("recvonly", only_cb)).unwrap();
         let v = choose_viewer(&o, std::slice::from_ref(&pubv)).unwrap();
         assert_eq!(v[0].1.pt, 98);
         // VP8-only viewer cannot receive H.264.
         let vp8 = "a=rtpmap:96 VP8/90000\r\n";
-        let o = scan(&offer("recvonly", vp8).replace("m=audio", "m=audio 0 X 0\r\nm=text")).unwrap();
+        let o =
+            scan(&offer("recvonly", vp8).replace("m=audio", "m=audio 0 X 0\r\nm=text")).unwrap();
         let err = choose_viewer(&o, std::slice::from_ref(&pubv)).unwrap_err();
         assert!(err.to_string().contains("H264 640028"), "{err}");
     }

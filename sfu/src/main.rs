@@ -16,7 +16,10 @@ fn main() {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match cfg.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().with_env_filter(filter).json().init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -150,7 +150,9 @@ pub fn scan(sdp: &str) -> Result<Offer, ScanError> {
                     .and_then(|p| p.split('/').next())
                     .and_then(|p| p.parse::<u16>().ok())
                     .ok_or(ScanError::BadLine(i + 1, "bad m-line port"))?;
-                let _proto = it.next().ok_or(ScanError::BadLine(i + 1, "m-line lacks proto"))?;
+                let _proto = it
+                    .next()
+                    .ok_or(ScanError::BadLine(i + 1, "m-line lacks proto"))?;
                 let mut formats = Vec::new();
                 if kind != Kind::Other {
                     for f in it {

@@ -75,7 +75,10 @@ impl Sockets {
         let mut candidates: Vec<SocketAddr> = if advertise.is_empty() {
             list.iter().map(|b| b.advertised).collect()
         } else {
-            advertise.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+            advertise
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect()
         };
         candidates.sort_by_key(|a| (a.is_ipv6(), a.ip().is_loopback()));
         candidates.dedup();
@@ -97,7 +100,11 @@ impl Sockets {
 
 fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;

@@ -76,7 +76,10 @@ pub fn access_units<'a>(nals: &[&'a [u8]]) -> Vec<AccessUnit<'a>> {
     }
     if !cur.is_empty() {
         let keyframe = cur.iter().any(|n| nal_type(n) == 5);
-        out.push(AccessUnit { nals: cur, keyframe });
+        out.push(AccessUnit {
+            nals: cur,
+            keyframe,
+        });
     }
     out
 }
@@ -120,7 +123,9 @@ mod tests {
 
     #[test]
     fn splits_and_fragments() {
-        let mut s = vec![0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0x88];
+        let mut s = vec![
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0x88,
+        ];
         s.extend(std::iter::repeat_n(7u8, 3000));
         s.extend_from_slice(&[0, 0, 1, 0x41, 0x9a, 9]);
         let nals = nal_units(&s);

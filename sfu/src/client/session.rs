@@ -142,12 +142,18 @@ impl Session {
         for t in &opts.tracks {
             match t {
                 Track::H264(profile) => {
-                    cfg.codec_config().add_h264(96.into(), Some(97.into()), true, *profile);
+                    cfg.codec_config()
+                        .add_h264(96.into(), Some(97.into()), true, *profile);
                     if dir == Direction::RecvOnly {
                         // Viewers accept the other common profiles too.
                         for (pt, p) in [(98u8, 0x42001fu32), (100, 0x4d001f), (102, 0x64001f)] {
                             if p != *profile {
-                                cfg.codec_config().add_h264(pt.into(), Some((pt + 1).into()), true, p);
+                                cfg.codec_config().add_h264(
+                                    pt.into(),
+                                    Some((pt + 1).into()),
+                                    true,
+                                    p,
+                                );
                             }
                         }
                     }
@@ -216,7 +222,10 @@ impl Session {
 
     /// Wait for an event, up to `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Wait until connected (ICE + DTLS), up to `timeout`. Other events seen
@@ -357,4 +366,3 @@ async fn drive(
         }
     }
 }
-

@@ -56,7 +56,10 @@ impl KeyframeThrottle {
         if !self.pending {
             return None;
         }
-        Some(self.last_sent.map_or_else(Instant::now, |t| t + self.min_interval))
+        Some(
+            self.last_sent
+                .map_or_else(Instant::now, |t| t + self.min_interval),
+        )
     }
 
     /// A keyframe arrived from the publisher: nothing deferred is needed any more.

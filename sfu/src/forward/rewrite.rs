@@ -146,7 +146,10 @@ mod tests {
     fn video_waits_for_keyframe_then_offsets() {
         let t0 = Instant::now();
         let mut r = Rewrite::new(90_000, true, 1000);
-        assert_eq!(r.on_packet(7, 70_000, 5, false, t0), RewriteDecision::NeedKeyframe);
+        assert_eq!(
+            r.on_packet(7, 70_000, 5, false, t0),
+            RewriteDecision::NeedKeyframe
+        );
         assert!(!r.is_live());
         assert_eq!(fwd(r.on_packet(7, 70_001, 3000, true, t0)), (1000, 3000));
         assert_eq!(fwd(r.on_packet(7, 70_002, 3000, false, t0)), (1001, 3000));
@@ -174,15 +177,24 @@ mod tests {
         assert_eq!((s, ts), (101, 93_000));
         // New source: non-keyframes are held back.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(r.on_packet(2, 500, 7, false, t1), RewriteDecision::NeedKeyframe);
+        assert_eq!(
+            r.on_packet(2, 500, 7, false, t1),
+            RewriteDecision::NeedKeyframe
+        );
         // Keyframe of the new source continues seq and advances ts by wallclock.
         let (s2, ts2) = fwd(r.on_packet(2, 501, 7, true, t1));
         assert_eq!(s2, 102);
         // 67 ms since the last forwarded packet at 90 kHz = 6030 ticks.
         assert_eq!(ts2, 93_000 + 6030);
-        assert_eq!(fwd(r.on_packet(2, 502, 7 + 3000, false, t1)), (103, 93_000 + 6030 + 3000));
+        assert_eq!(
+            fwd(r.on_packet(2, 502, 7 + 3000, false, t1)),
+            (103, 93_000 + 6030 + 3000)
+        );
         // Old source packets arriving late are not mixed in.
-        assert_eq!(r.on_packet(1, 12, 96_000, false, t1), RewriteDecision::NeedKeyframe);
+        assert_eq!(
+            r.on_packet(1, 12, 96_000, false, t1),
+            RewriteDecision::NeedKeyframe
+        );
     }
 
     #[test]

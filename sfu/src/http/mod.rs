@@ -5,10 +5,9 @@ pub mod sessions;
 pub mod web;
 
 use crate::registry::{Role, valid_stream_name};
-use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -61,14 +60,20 @@ async fn read_body(req: Request<Incoming>) -> Result<String, Resp> {
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY} bytes"))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body larger than {MAX_BODY} bytes"),
+                )
             } else {
                 error(StatusCode::BAD_REQUEST, "could not read request body")
             }
         })?
         .to_bytes();
-    String::from_utf8(body.to_vec()).map_err(|_| error(StatusCode::BAD_REQUEST, "body is not UTF-8"))
+    String::from_utf8(body.to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "body is not UTF-8"))
 }
 
 fn preflight(endpoint: bool) -> Resp {
@@ -83,7 +88,10 @@ fn preflight(endpoint: bool) -> Resp {
         HeaderValue::from_static("Authorization, Content-Type, If-Match, ETag"),
     );
     h.insert("Access-Control-Max-Age", HeaderValue::from_static("86400"));
-    h.insert("Access-Control-Allow-Private-Network", HeaderValue::from_static("true"));
+    h.insert(
+        "Access-Control-Allow-Private-Network",
+        HeaderValue::from_static("true"),
+    );
     if endpoint {
         h.insert("Accept-Post", HeaderValue::from_static("application/sdp"));
     }
@@ -92,7 +100,8 @@ fn preflight(endpoint: bool) -> Resp {
 
 fn method_not_allowed(allow: &'static str) -> Resp {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut().insert("Allow", HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert("Allow", HeaderValue::from_static(allow));
     r
 }
 
@@ -100,19 +109,29 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let resp = match (parts.as_slice(), &method) {
+    match (parts.as_slice(), &method) {
         ([role @ ("whip" | "whep"), name], m) => {
-            let role = if *role == "whip" { Role::Publisher } else { Role::Viewer };
+            let role = if *role == "whip" {
+                Role::Publisher
+            } else {
+                Role::Viewer
+            };
             if !valid_stream_name(name) {
                 info!(%remote, "invalid stream name in {path}");
-                return error(StatusCode::BAD_REQUEST, "invalid stream name: use 1-64 of A-Z a-z 0-9 _ . -");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid stream name: use 1-64 of A-Z a-z 0-9 _ . -",
+                );
             }
             match *m {
                 Method::OPTIONS => preflight(true),
                 Method::POST => {
                     if !is_sdp(&req, "application/sdp") {
                         info!(%remote, "POST {path} refused: Content-Type is not application/sdp");
-                        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/sdp");
+                        return error(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "Content-Type must be application/sdp",
+                        );
                     }
                     let body = match read_body(req).await {
                         Ok(b) => b,
@@ -127,7 +146,11 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
             }
         }
         ([role @ ("whip" | "whep"), name, session], m) => {
-            let role = if *role == "whip" { Role::Publisher } else { Role::Viewer };
+            let role = if *role == "whip" {
+                Role::Publisher
+            } else {
+                Role::Viewer
+            };
             match *m {
                 Method::OPTIONS => preflight(false),
                 Method::DELETE => sessions::delete(app, role, name, session),
@@ -146,8 +169,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         }
         (_, &Method::OPTIONS) => preflight(false),
         _ => error(StatusCode::NOT_FOUND, "not found"),
-    };
-    resp
+    }
 }
 
 /// `GET /api/streams` body: `[{name, publisher, codecs, bitrate_in_bps, viewers}]`.
@@ -171,7 +193,3 @@ pub fn streams_json(app: &App) -> serde_json::Value {
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     serde_json::Value::Array(list)
 }
-
-/// Unused-import guard for `Bytes` in some cfgs.
-#[allow(dead_code)]
-fn _bytes(_: Bytes) {}

@@ -1,13 +1,18 @@
 //! WHIP (RFC 9725 §4.2) and WHEP (draft-ietf-wish-whep) session creation and
 //! termination: offer in, answer out, peer handed to a worker.
 
+// Errors are ready-made HTTP responses on the cold path; boxing buys nothing.
+#![allow(clippy::result_large_err)]
+
 use super::response::{Resp, cors, empty, error, with_body};
 use crate::codecs::{self, Chosen, CodecError};
 use crate::demux::PeerRef;
 use crate::forward::{KeyframeWaiter, Rewrite};
 use crate::registry::{Publication, Role, SessionEntry, new_session_id};
 use crate::sdp_scan::{self, Offer};
-use crate::worker::peer::{KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, ViewerState, ViewerTrack, publisher_tracks};
+use crate::worker::peer::{
+    KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, ViewerState, ViewerTrack, publisher_tracks,
+};
 use crate::worker::{ShardMsg, Shared};
 use hyper::StatusCode;
 use hyper::header::{HeaderValue, LOCATION, RETRY_AFTER};
@@ -74,7 +79,9 @@ fn codec_status(e: &CodecError) -> StatusCode {
         CodecError::Duplicate(_) | CodecError::Direction(..) | CodecError::Unsupported(..) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        CodecError::ViewerCannotReceive(_) | CodecError::NoMedia => StatusCode::UNPROCESSABLE_ENTITY,
+        CodecError::ViewerCannotReceive(_) | CodecError::NoMedia => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
     }
 }
 
@@ -92,7 +99,10 @@ fn accept(rtc: &mut Rtc, body: &str) -> Result<String, Resp> {
     })?;
     let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
         info!("offer not acceptable: {e}");
-        error(StatusCode::UNPROCESSABLE_ENTITY, format!("offer not acceptable: {e}"))
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("offer not acceptable: {e}"),
+        )
     })?;
     Ok(answer.to_sdp_string())
 }
@@ -100,8 +110,10 @@ fn accept(rtc: &mut Rtc, body: &str) -> Result<String, Resp> {
 fn created(role: Role, stream: &str, session: &str, answer: String) -> Resp {
     let mut r = with_body(StatusCode::CREATED, "application/sdp", answer);
     let loc = format!("/{}/{stream}/{session}", role.path());
-    r.headers_mut()
-        .insert(LOCATION, HeaderValue::from_str(&loc).expect("ascii location"));
+    r.headers_mut().insert(
+        LOCATION,
+        HeaderValue::from_str(&loc).expect("ascii location"),
+    );
     r.headers_mut().insert(
         hyper::header::ETAG,
         HeaderValue::from_str(&format!("\"{session}\"")).expect("ascii etag"),
@@ -128,7 +140,10 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
     };
     let mids: Option<Vec<Mid>> = tracks.iter().map(|t| mid_of(&offer, t.mline)).collect();
     let Some(mids) = mids else {
-        return error(StatusCode::BAD_REQUEST, "every m-line needs a=mid (RFC 8843)");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "every m-line needs a=mid (RFC 8843)",
+        );
     };
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
     let shard = app.place();
@@ -150,7 +165,10 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         match app.shared.registry.streams.entry(stream.to_string()) {
             Entry::Occupied(_) => {
                 info!(stream, "WHIP refused: stream already has a publisher");
-                return error(StatusCode::CONFLICT, format!("stream '{stream}' already has a publisher"));
+                return error(
+                    StatusCode::CONFLICT,
+                    format!("stream '{stream}' already has a publisher"),
+                );
             }
             Entry::Vacant(v) => {
                 v.insert(publication.clone());
@@ -158,7 +176,10 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         }
     }
     let unpublish = || {
-        app.shared.registry.streams.remove_if(stream, |_, p| p.id == id);
+        app.shared
+            .registry
+            .streams
+            .remove_if(stream, |_, p| p.id == id);
     };
     let refs: Vec<&Chosen> = tracks.iter().collect();
     let (mut rtc, ufrag) = match app.build_rtc(&refs) {
@@ -183,7 +204,18 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         last_sample: now,
     };
     let session = new_session_id();
-    start_peer(app, Role::Publisher, stream, &session, id, shard, rtc, ufrag, publication, PeerKind::Publisher(state));
+    start_peer(
+        app,
+        Role::Publisher,
+        stream,
+        &session,
+        id,
+        shard,
+        rtc,
+        ufrag,
+        publication,
+        PeerKind::Publisher(state),
+    );
     info!(stream, session = %session, codecs = %tracks.iter().map(Chosen::describe).collect::<Vec<_>>().join(", "), "WHIP session created");
     created(Role::Publisher, stream, &session, answer)
 }
@@ -220,7 +252,8 @@ fn start_peer(
         kind,
         created: Instant::now(),
     };
-    app.shared.send_control(shard, ShardMsg::AddPeer(Box::new(peer)));
+    app.shared
+        .send_control(shard, ShardMsg::AddPeer(Box::new(peer)));
 }
 
 fn random_seq() -> u16 {
@@ -237,8 +270,12 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
     };
     let Some(publication) = app.shared.registry.streams.get(stream).map(|p| p.clone()) else {
         info!(stream, "WHEP refused: no live publisher");
-        let mut r = error(StatusCode::CONFLICT, format!("stream '{stream}' has no live publisher"));
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        let mut r = error(
+            StatusCode::CONFLICT,
+            format!("stream '{stream}' has no live publisher"),
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("2"));
         return r;
     };
     let chosen = match codecs::choose_viewer(&offer, &publication.tracks) {
@@ -257,7 +294,8 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let mut tracks: Vec<Option<ViewerTrack>> = (0..publication.tracks.len()).map(|_| None).collect();
+    let mut tracks: Vec<Option<ViewerTrack>> =
+        (0..publication.tracks.len()).map(|_| None).collect();
     for (ti, c) in &chosen {
         let Some(mid) = mid_of(&offer, c.mline) else {
             continue;
@@ -275,7 +313,10 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         });
     }
     if tracks.iter().all(Option::is_none) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "no m-line of the offer can carry the stream");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no m-line of the offer can carry the stream",
+        );
     }
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
     let shard = app.place();
@@ -286,7 +327,18 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         packets_out: 0,
     };
     let session = new_session_id();
-    start_peer(app, Role::Viewer, stream, &session, id, shard, rtc, ufrag, publication, PeerKind::Viewer(state));
+    start_peer(
+        app,
+        Role::Viewer,
+        stream,
+        &session,
+        id,
+        shard,
+        rtc,
+        ufrag,
+        publication,
+        PeerKind::Viewer(state),
+    );
     info!(stream, session = %session, "WHEP session created");
     created(Role::Viewer, stream, &session, answer)
 }

@@ -13,8 +13,8 @@ use crate::demux::{Demux, PeerRef};
 use crate::media::{MediaPacket, starts_keyframe};
 use crate::registry::{Publication, Registry};
 use crate::udp::Sockets;
-use peer::{Peer, PeerKind};
 pub use peer::NewPeer;
+use peer::{Peer, PeerKind};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -204,7 +204,14 @@ impl Worker {
         self.run_actions();
     }
 
-    fn on_datagram(&mut self, id: u64, source: SocketAddr, destination: SocketAddr, data: &[u8], at: Instant) {
+    fn on_datagram(
+        &mut self,
+        id: u64,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        at: Instant,
+    ) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -227,7 +234,10 @@ impl Worker {
             // Integrity-checked STUN (or a nominated pair): route this address here.
             if peer.addrs.len() < 8 {
                 peer.addrs.push(source);
-                let me = PeerRef { shard: self.idx, id };
+                let me = PeerRef {
+                    shard: self.idx,
+                    id,
+                };
                 if let Some(old) = self.shared.demux.bind_addr(source, me) {
                     debug!(%source, old = old.id, new = id, "remote address moved between peers");
                 }
@@ -255,7 +265,9 @@ impl Worker {
         };
         loop {
             match peer.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => shared.sockets.send(t.source, t.destination, &t.contents),
+                Ok(Output::Transmit(t)) => {
+                    shared.sockets.send(t.source, t.destination, &t.contents)
+                }
                 Ok(Output::Event(e)) => on_event(peer, e, now, *idx, actions),
                 Ok(Output::Timeout(t)) => {
                     let mut next = t;
@@ -263,7 +275,10 @@ impl Worker {
                         next = next.min(extra);
                     }
                     if !peer.rtc.is_alive() {
-                        actions.push(Action::Close(id, if peer.closing { "closed" } else { "peer gone" }));
+                        actions.push(Action::Close(
+                            id,
+                            if peer.closing { "closed" } else { "peer gone" },
+                        ));
                         break;
                     }
                     if next != peer.next_timeout || timers.is_empty() {
@@ -313,7 +328,12 @@ impl Worker {
                 }
                 PeerKind::Viewer(v) => {
                     if v.waiter.ask_if_due(now) {
-                        for (ti, _) in v.tracks.iter().enumerate().filter(|(_, t)| t.as_ref().is_some_and(|t| t.video)) {
+                        for (ti, _) in v
+                            .tracks
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, t)| t.as_ref().is_some_and(|t| t.video))
+                        {
                             self.actions.push(Action::Keyframe {
                                 publisher: peer.publication.publisher,
                                 track: ti,
@@ -358,10 +378,12 @@ impl Worker {
                     if publisher.shard == self.idx {
                         self.keyframe_to_publisher(publisher.id, track, Instant::now());
                     } else {
-                        let _ = self.shared.shards[publisher.shard].try_send(ShardMsg::KeyframeRequest {
-                            publisher: publisher.id,
-                            track,
-                        });
+                        let _ = self.shared.shards[publisher.shard].try_send(
+                            ShardMsg::KeyframeRequest {
+                                publisher: publisher.id,
+                                track,
+                            },
+                        );
                     }
                 }
                 Action::Close(id, reason) => self.close_peer(id, reason),
@@ -397,7 +419,10 @@ impl Worker {
             return false;
         };
         use crate::forward::RewriteDecision::*;
-        match t.rewrite.on_packet(pkt.source, pkt.seq, pkt.ts, pkt.keyframe, now) {
+        match t
+            .rewrite
+            .on_packet(pkt.source, pkt.seq, pkt.ts, pkt.keyframe, now)
+        {
             Forward { seq, ts } => {
                 if t.video && pkt.keyframe {
                     v.waiter.on_keyframe_forwarded();
@@ -466,13 +491,20 @@ impl Worker {
             // Flush BYE/close_notify.
             for _ in 0..64 {
                 match peer.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => self.shared.sockets.send(t.source, t.destination, &t.contents),
+                    Ok(Output::Transmit(t)) => {
+                        self.shared
+                            .sockets
+                            .send(t.source, t.destination, &t.contents)
+                    }
                     Ok(Output::Event(_)) => {}
                     _ => break,
                 }
             }
         }
-        let me = PeerRef { shard: self.idx, id };
+        let me = PeerRef {
+            shard: self.idx,
+            id,
+        };
         self.shared.demux.remove(&peer.ufrag, &peer.addrs, me);
         self.shared.registry.sessions.remove(&peer.session);
         self.shared.load[self.idx].fetch_sub(1, Ordering::Relaxed);
@@ -520,7 +552,11 @@ fn request_keyframe(rtc: &mut str0m::Rtc, mid: str0m::media::Mid, fir_only: bool
     }
 }
 
-fn sample_bitrate(p: &mut peer::PublisherState, publication: &crate::registry::Publication, now: Instant) {
+fn sample_bitrate(
+    p: &mut peer::PublisherState,
+    publication: &crate::registry::Publication,
+    now: Instant,
+) {
     let dt = now.saturating_duration_since(p.last_sample);
     if dt >= Duration::from_secs(1) {
         let bytes = publication.bytes_in.load(Ordering::Relaxed);
@@ -564,7 +600,10 @@ fn expired(peer: &Peer, now: Instant) -> Option<&'static str> {
     if !peer.connected && now >= peer.created + ESTABLISH_TIMEOUT {
         return Some("ICE/DTLS establishment timeout");
     }
-    if peer.disconnected_at.is_some_and(|at| now >= at + DISCONNECT_GRACE) {
+    if peer
+        .disconnected_at
+        .is_some_and(|at| now >= at + DISCONNECT_GRACE)
+    {
         return Some("ICE consent lost");
     }
     None
@@ -594,12 +633,12 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
         Event::IceConnectionStateChange(s) => {
             debug!(peer = peer.id, ?s, "ICE state");
             match s {
-                IceConnectionState::Disconnected => {
-                    if peer.disconnected_at.is_none() {
-                        peer.disconnected_at = Some(now);
-                    }
+                IceConnectionState::Disconnected if peer.disconnected_at.is_none() => {
+                    peer.disconnected_at = Some(now);
                 }
-                IceConnectionState::Connected | IceConnectionState::Completed => peer.disconnected_at = None,
+                IceConnectionState::Connected | IceConnectionState::Completed => {
+                    peer.disconnected_at = None
+                }
                 _ => {}
             }
         }
@@ -612,7 +651,8 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
                 Some((_, t)) => *t,
                 None => {
                     let mid = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-                    let Some(t) = mid.and_then(|m| ps.tracks.iter().position(|t| t.mid == m)) else {
+                    let Some(t) = mid.and_then(|m| ps.tracks.iter().position(|t| t.mid == m))
+                    else {
                         return;
                     };
                     if ps.ssrc_cache.len() < 16 {
@@ -628,7 +668,9 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
             }
             let publication = &peer.publication;
             publication.packets_in.fetch_add(1, Ordering::Relaxed);
-            publication.bytes_in.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+            publication
+                .bytes_in
+                .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
             if publication.viewers() == 0 {
                 return;
             }
@@ -651,7 +693,11 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
         Event::KeyframeRequest(r) => {
             if let PeerKind::Viewer(v) = &mut peer.kind {
                 // Map the viewer's mid to the publisher track it carries.
-                if let Some(ti) = v.tracks.iter().position(|t| t.as_ref().is_some_and(|t| t.mid == r.mid)) {
+                if let Some(ti) = v
+                    .tracks
+                    .iter()
+                    .position(|t| t.as_ref().is_some_and(|t| t.mid == r.mid))
+                {
                     actions.push(Action::Keyframe {
                         publisher: peer.publication.publisher,
                         track: ti,
