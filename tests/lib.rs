@@ -129,13 +129,19 @@ pub fn clip(seconds: u32) -> &'static Clip {
 
 /// Start a server on 127.0.0.1 with ephemeral ports; returns its base URL.
 pub async fn start_server(workers: usize) -> String {
-    init_log();
-    let cfg = Config {
-        http: "127.0.0.1:0".parse().unwrap(),
-        udp: "127.0.0.1:0".parse().unwrap(),
+    start_server_with(Config {
         workers,
         ..Config::default()
-    };
+    })
+    .await
+}
+
+/// Like [`start_server`] with a custom configuration (addresses are replaced
+/// by loopback ephemeral ports).
+pub async fn start_server_with(mut cfg: Config) -> String {
+    init_log();
+    cfg.http = "127.0.0.1:0".parse().unwrap();
+    cfg.udp = "127.0.0.1:0".parse().unwrap();
     let server = Server::start(&cfg).await.expect("server starts");
     let base = format!("http://{}", server.http_addr);
     tokio::spawn(server.serve());

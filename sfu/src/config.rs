@@ -29,6 +29,28 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "SFU_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<LogFormat>,
+    /// Token required to publish to any stream without its own (Bearer, `?token=` or Basic password).
+    #[arg(
+        long,
+        env = "SFU_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub publish_token: Option<String>,
+    /// Token required to view any stream without its own.
+    #[arg(
+        long,
+        env = "SFU_VIEW_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub view_token: Option<String>,
+    /// Maximum concurrent sessions; beyond it POST gets 503 + Retry-After [default: 10000].
+    #[arg(long, env = "SFU_MAX_SESSIONS", value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// Require If-Match on PATCH (428 without it) [default: false].
+    #[arg(long, env = "SFU_STRICT_IF_MATCH")]
+    pub strict_if_match: bool,
 }
 
 /// Log output format.
@@ -57,6 +79,58 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// See [`Cli::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`Cli::max_sessions`].
+    pub max_sessions: Option<usize>,
+    /// See [`Cli::strict_if_match`].
+    pub strict_if_match: Option<bool>,
+    /// Default tokens for all streams.
+    #[serde(default)]
+    pub auth: StreamAuth,
+    /// Per-stream tokens: `[streams.NAME]`.
+    #[serde(default)]
+    pub streams: std::collections::BTreeMap<String, StreamAuth>,
+    /// ICE servers announced in `Link` headers (RFC 9725 §4.6).
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
+    /// TURN REST credentials (coturn `use-auth-secret`).
+    pub turn: Option<TurnSecret>,
+}
+
+/// Publish/view tokens of a stream (or the default for all streams).
+/// `None` = open access for that role.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAuth {
+    /// Token a WHIP publisher must present.
+    pub publish_token: Option<String>,
+    /// Token a WHEP viewer must present.
+    pub view_token: Option<String>,
+}
+
+/// A STUN/TURN server with static credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URL.
+    pub url: String,
+    /// TURN username.
+    pub username: Option<String>,
+    /// TURN password.
+    pub credential: Option<String>,
+}
+
+/// TURN servers sharing a secret with coturn (`use-auth-secret`,
+/// draft-uberti-behave-turn-rest): per-session username `expiry:id` and
+/// credential `base64(HMAC-SHA1(secret, username))`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSecret {
+    /// `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// Shared secret (coturn `static-auth-secret`).
+    pub secret: String,
+    /// Credential lifetime in seconds [default: 86400].
+    pub ttl_secs: Option<u64>,
 }
 
 /// Effective configuration.
@@ -72,6 +146,34 @@ pub struct Config {
     pub workers: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Default tokens.
+    pub auth: StreamAuth,
+    /// Per-stream tokens (override the default per role).
+    pub streams: std::collections::BTreeMap<String, StreamAuth>,
+    /// Session limit.
+    pub max_sessions: usize,
+    /// Require If-Match on PATCH.
+    pub strict_if_match: bool,
+    /// Static ICE servers for `Link` headers.
+    pub ice_servers: Vec<IceServer>,
+    /// TURN REST secret.
+    pub turn: Option<TurnSecret>,
+}
+
+impl Config {
+    /// Token required to publish (`publish` = true, WHIP) or view (WHEP) `stream`:
+    /// the stream's own token for that role, else the default; `None` = open.
+    pub fn token_for(&self, stream: &str, publish: bool) -> Option<&str> {
+        let per = self.streams.get(stream);
+        let t = if publish {
+            per.and_then(|a| a.publish_token.as_deref())
+                .or(self.auth.publish_token.as_deref())
+        } else {
+            per.and_then(|a| a.view_token.as_deref())
+                .or(self.auth.view_token.as_deref())
+        };
+        t.filter(|t| !t.is_empty())
+    }
 }
 
 impl Default for Config {
@@ -82,6 +184,12 @@ impl Default for Config {
             advertise: Vec::new(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             log_format: LogFormat::Text,
+            auth: StreamAuth::default(),
+            streams: Default::default(),
+            max_sessions: 10_000,
+            strict_if_match: false,
+            ice_servers: Vec::new(),
+            turn: None,
         }
     }
 }
@@ -104,6 +212,12 @@ impl Config {
             }
             c.workers = f.workers.unwrap_or(c.workers);
             c.log_format = f.log_format.unwrap_or(c.log_format);
+            c.max_sessions = f.max_sessions.unwrap_or(c.max_sessions);
+            c.strict_if_match = f.strict_if_match.unwrap_or(c.strict_if_match);
+            c.auth = f.auth;
+            c.streams = f.streams;
+            c.ice_servers = f.ice_servers;
+            c.turn = f.turn;
         }
         c.http = cli.http.unwrap_or(c.http);
         c.udp = cli.udp.unwrap_or(c.udp);
@@ -112,6 +226,32 @@ impl Config {
         }
         c.workers = cli.workers.unwrap_or(c.workers);
         c.log_format = cli.log_format.unwrap_or(c.log_format);
+        c.max_sessions = cli.max_sessions.unwrap_or(c.max_sessions);
+        c.strict_if_match |= cli.strict_if_match;
+        if cli.publish_token.is_some() {
+            c.auth.publish_token = cli.publish_token;
+        }
+        if cli.view_token.is_some() {
+            c.auth.view_token = cli.view_token;
+        }
+        for name in c.streams.keys() {
+            if !crate::registry::valid_stream_name(name) {
+                anyhow::bail!(
+                    "invalid stream name in [streams.{name}]: use 1-64 of A-Z a-z 0-9 _ . -"
+                );
+            }
+        }
+        for s in &c.ice_servers {
+            if !(s.url.starts_with("stun:")
+                || s.url.starts_with("turn:")
+                || s.url.starts_with("turns:"))
+            {
+                anyhow::bail!(
+                    "ice_servers url must start with stun:, turn: or turns: (got {})",
+                    s.url
+                );
+            }
+        }
         if c.workers == 0 || c.workers > 256 {
             anyhow::bail!("workers must be between 1 and 256 (got {})", c.workers);
         }

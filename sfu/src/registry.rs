@@ -73,6 +73,9 @@ pub struct SessionEntry {
     pub stream: String,
     /// Where the peer lives.
     pub peer: PeerRef,
+    /// The client's ICE ufrag from its offer (a PATCH with another one is an
+    /// ICE restart, RFC 9725 §4.3.3).
+    pub remote_ufrag: String,
 }
 
 /// All streams and sessions.

@@ -89,6 +89,8 @@ pub struct Offer {
     pub ice_lite: bool,
     /// Some `a=ice-ufrag` is present.
     pub has_ufrag: bool,
+    /// The first `a=ice-ufrag` value.
+    pub ufrag: String,
     /// Some `a=fingerprint` is present.
     pub has_fingerprint: bool,
 }
@@ -184,7 +186,12 @@ pub fn scan(sdp: &str) -> Result<Offer, ScanError> {
                 let (name, rest) = val.split_once(':').unwrap_or((val, ""));
                 match name {
                     "ice-lite" => offer.ice_lite = true,
-                    "ice-ufrag" => offer.has_ufrag = true,
+                    "ice-ufrag" => {
+                        if !offer.has_ufrag {
+                            offer.ufrag = rest.trim().to_string();
+                        }
+                        offer.has_ufrag = true;
+                    }
                     "fingerprint" => offer.has_fingerprint = true,
                     _ => {}
                 }

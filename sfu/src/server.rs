@@ -67,7 +67,7 @@ impl Server {
         let candidates = sockets.candidates.clone();
         info!(http = %http_addr, udp = ?candidates, workers = cfg.workers, "sfu listening");
         Ok(Server {
-            app: Arc::new(App::new(shared, cert)),
+            app: Arc::new(App::new(shared, cert, cfg.clone())),
             http_addr,
             candidates,
             listener: Some(listener),

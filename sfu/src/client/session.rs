@@ -210,7 +210,9 @@ impl Session {
             response: resp,
             events,
             cmd,
-            token: opts.token,
+            // A token given in the endpoint's query (`?token=`) authorizes the
+            // DELETE too: the Location never carries it.
+            token: opts.token.or_else(|| query_token(endpoint)),
             task,
         })
     }
@@ -365,4 +367,13 @@ async fn drive(
             }
         }
     }
+}
+
+/// `token` query parameter of a URL, if any.
+fn query_token(url: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "token" && !v.is_empty()).then(|| v.to_string())
+    })
 }

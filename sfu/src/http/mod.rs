@@ -1,13 +1,16 @@
 //! The HTTP edge (hyper, HTTP/1.1 and HTTP/2): routing, body limits, CORS.
 
+pub mod auth;
+pub mod ice_links;
 pub mod response;
+pub mod sdpfrag;
 pub mod sessions;
 pub mod web;
 
 use crate::registry::{Role, valid_stream_name};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH};
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -98,6 +101,36 @@ fn preflight(endpoint: bool) -> Resp {
     r
 }
 
+/// GET/HEAD on WHIP/WHEP resources: 200, `application/sdp`, no content (RFC 9725 §4.1).
+fn sdp_no_content() -> Resp {
+    let mut r = empty(StatusCode::OK);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    r
+}
+
+/// 401 + `WWW-Authenticate: Bearer` unless the request carries the stream's
+/// token for `role` (or none is configured).
+fn unauthorized(
+    app: &App,
+    req: &Request<Incoming>,
+    stream: &str,
+    role: Role,
+    remote: SocketAddr,
+) -> Option<Resp> {
+    let required = app.config.token_for(stream, role == Role::Publisher);
+    if auth::allowed(required, auth::presented(req).as_deref()) {
+        return None;
+    }
+    info!(%remote, stream, role = role.path(), "unauthorized request (token missing or wrong)");
+    let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong token");
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"sfu\""),
+    );
+    Some(r)
+}
+
 fn method_not_allowed(allow: &'static str) -> Resp {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     r.headers_mut()
@@ -125,6 +158,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
             }
             match *m {
                 Method::OPTIONS => preflight(true),
+                Method::GET | Method::HEAD => sdp_no_content(),
                 Method::POST => {
                     if !is_sdp(&req, "application/sdp") {
                         info!(%remote, "POST {path} refused: Content-Type is not application/sdp");
@@ -132,6 +166,12 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                             StatusCode::UNSUPPORTED_MEDIA_TYPE,
                             "Content-Type must be application/sdp",
                         );
+                    }
+                    if let Some(r) = unauthorized(app, &req, name, role, remote) {
+                        return r;
+                    }
+                    if let Some(r) = sessions::over_limit(app) {
+                        return r;
                     }
                     let body = match read_body(req).await {
                         Ok(b) => b,
@@ -142,7 +182,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                         Role::Viewer => sessions::whep_post(app, name, &body),
                     }
                 }
-                _ => method_not_allowed("OPTIONS, POST"),
+                _ => method_not_allowed("OPTIONS, GET, HEAD, POST"),
             }
         }
         ([role @ ("whip" | "whep"), name, session], m) => {
@@ -151,16 +191,33 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
             } else {
                 Role::Viewer
             };
+            if matches!(*m, Method::DELETE | Method::PATCH)
+                && let Some(r) = unauthorized(app, &req, name, role, remote)
+            {
+                return r;
+            }
             match *m {
                 Method::OPTIONS => preflight(false),
                 Method::DELETE => sessions::delete(app, role, name, session),
-                _ => {
-                    if app.shared.registry.sessions.contains_key(*session) {
-                        method_not_allowed("OPTIONS, DELETE")
-                    } else {
-                        error(StatusCode::NOT_FOUND, "no such session")
-                    }
+                Method::PATCH => {
+                    let ct_ok = is_sdp(&req, "application/trickle-ice-sdpfrag");
+                    let if_match = req
+                        .headers()
+                        .get(IF_MATCH)
+                        .or_else(|| req.headers().get(ETAG))
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let body = match read_body(req).await {
+                        Ok(b) => b,
+                        Err(r) => return r,
+                    };
+                    sessions::patch(app, role, name, session, ct_ok, if_match.as_deref(), &body)
                 }
+                _ if !app.shared.registry.sessions.contains_key(*session) => {
+                    error(StatusCode::NOT_FOUND, "no such session")
+                }
+                Method::GET | Method::HEAD => sdp_no_content(),
+                _ => method_not_allowed("OPTIONS, GET, HEAD, PATCH, DELETE"),
             }
         }
         (["api", "streams"], &Method::GET) => json(&streams_json(app)),

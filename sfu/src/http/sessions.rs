@@ -6,6 +6,7 @@
 
 use super::response::{Resp, cors, empty, error, with_body};
 use crate::codecs::{self, Chosen, CodecError};
+use crate::config::Config;
 use crate::demux::PeerRef;
 use crate::forward::{KeyframeWaiter, Rewrite};
 use crate::registry::{Publication, Role, SessionEntry, new_session_id};
@@ -29,6 +30,8 @@ use tracing::{info, warn};
 pub struct App {
     /// Shared with workers.
     pub shared: Arc<Shared>,
+    /// Effective configuration (tokens, limits, ICE servers).
+    pub config: Config,
     /// One DTLS certificate for all peers (RFC 8827 §6.5 allows reuse).
     pub cert: DtlsCert,
     next_id: AtomicU64,
@@ -37,9 +40,10 @@ pub struct App {
 
 impl App {
     /// New application state.
-    pub fn new(shared: Arc<Shared>, cert: DtlsCert) -> App {
+    pub fn new(shared: Arc<Shared>, cert: DtlsCert, config: Config) -> App {
         App {
             shared,
+            config,
             cert,
             next_id: AtomicU64::new(1),
             next_shard: AtomicUsize::new(0),
@@ -107,8 +111,13 @@ fn accept(rtc: &mut Rtc, body: &str) -> Result<String, Resp> {
     Ok(answer.to_sdp_string())
 }
 
-fn created(role: Role, stream: &str, session: &str, answer: String) -> Resp {
+fn created(app: &App, role: Role, stream: &str, session: &str, answer: String) -> Resp {
     let mut r = with_body(StatusCode::CREATED, "application/sdp", answer);
+    for link in super::ice_links::links(&app.config, session) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            r.headers_mut().append(hyper::header::LINK, v);
+        }
+    }
     let loc = format!("/{}/{stream}/{session}", role.path());
     r.headers_mut().insert(
         LOCATION,
@@ -213,11 +222,12 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         shard,
         rtc,
         ufrag,
+        offer.ufrag.clone(),
         publication,
         PeerKind::Publisher(state),
     );
     info!(stream, session = %session, codecs = %tracks.iter().map(Chosen::describe).collect::<Vec<_>>().join(", "), "WHIP session created");
-    created(Role::Publisher, stream, &session, answer)
+    created(app, Role::Publisher, stream, &session, answer)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -230,6 +240,7 @@ fn start_peer(
     shard: usize,
     rtc: Rtc,
     ufrag: String,
+    remote_ufrag: String,
     publication: Arc<Publication>,
     kind: PeerKind,
 ) {
@@ -240,6 +251,7 @@ fn start_peer(
             role,
             stream: stream.to_string(),
             peer: me,
+            remote_ufrag,
         },
     );
     app.shared.demux.add_ufrag(&ufrag, me);
@@ -336,11 +348,12 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         shard,
         rtc,
         ufrag,
+        offer.ufrag.clone(),
         publication,
         PeerKind::Viewer(state),
     );
     info!(stream, session = %session, "WHEP session created");
-    created(Role::Viewer, stream, &session, answer)
+    created(app, Role::Viewer, stream, &session, answer)
 }
 
 /// `DELETE /{whip|whep}/{stream}/{session}` → 200, or 404 if unknown.
@@ -365,4 +378,101 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
     );
     info!(stream, session, role = role.path(), "session deleted");
     cors(empty(StatusCode::OK))
+}
+
+/// `PATCH` on a session (RFC 9725 §4.3): trickle ICE candidates
+/// (`application/trickle-ice-sdpfrag`, RFC 8840) → 204. A fragment with new
+/// ICE credentials is an ICE restart, which str0m cannot do from a fragment:
+/// 422 (RFC 9725 §4.3.1 allows a server to support only trickle), the session
+/// keeps running. `if_match`: the `If-Match` (or `ETag`) request header.
+pub fn patch(
+    app: &App,
+    role: Role,
+    stream: &str,
+    session: &str,
+    content_type_ok: bool,
+    if_match: Option<&str>,
+    body: &str,
+) -> Resp {
+    let entry = app
+        .shared
+        .registry
+        .sessions
+        .get(session)
+        .map(|e| e.clone())
+        .filter(|e| e.role == role && e.stream == stream);
+    let Some(entry) = entry else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    if !content_type_ok {
+        info!(stream, session, "PATCH refused: wrong Content-Type");
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/trickle-ice-sdpfrag",
+        );
+    }
+    let etag = format!("\"{session}\"");
+    match if_match.map(str::trim) {
+        None if app.config.strict_if_match => {
+            return error(StatusCode::PRECONDITION_REQUIRED, "If-Match required");
+        }
+        Some(v) if v != "*" && !v.split(',').any(|t| t.trim() == etag) => {
+            return error(
+                StatusCode::PRECONDITION_FAILED,
+                "If-Match does not match the ICE session",
+            );
+        }
+        _ => {}
+    }
+    let frag = match super::sdpfrag::parse(body) {
+        Ok(f) => f,
+        Err(e) => {
+            info!(stream, session, "PATCH refused: {e}");
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    if frag
+        .ufrag
+        .as_deref()
+        .is_some_and(|u| u != entry.remote_ufrag)
+    {
+        info!(stream, session, "ICE restart requested: not supported, 422");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ICE restart is not supported: POST a new offer",
+        );
+    }
+    let candidates: Vec<Candidate> = frag
+        .candidates
+        .iter()
+        .filter_map(|c| Candidate::from_sdp_string(c).ok())
+        .collect();
+    if !candidates.is_empty() {
+        app.shared.send_control(
+            entry.peer.shard,
+            ShardMsg::RemoteCandidates {
+                peer: entry.peer.id,
+                candidates,
+            },
+        );
+    }
+    empty(StatusCode::NO_CONTENT)
+}
+
+/// 503 + Retry-After when the session limit is reached (RFC 9725 §4.5).
+pub fn over_limit(app: &App) -> Option<Resp> {
+    if app.shared.registry.sessions.len() >= app.config.max_sessions {
+        warn!(
+            limit = app.config.max_sessions,
+            "session limit reached: 503"
+        );
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is at its session limit",
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return Some(r);
+    }
+    None
 }

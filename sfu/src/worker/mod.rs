@@ -68,6 +68,13 @@ pub enum ShardMsg {
         /// Track index.
         track: usize,
     },
+    /// Trickled remote ICE candidates (RFC 8838) for a peer.
+    RemoteCandidates {
+        /// Peer id.
+        peer: u64,
+        /// Parsed candidates.
+        candidates: Vec<str0m::Candidate>,
+    },
     /// A publication ended: close its local viewers.
     PublicationEnded {
         /// Publication id.
@@ -179,6 +186,15 @@ impl Worker {
             ShardMsg::KeyframeRequest { publisher, track } => {
                 self.keyframe_to_publisher(publisher, track, Instant::now());
                 self.run_actions();
+            }
+            ShardMsg::RemoteCandidates { peer, candidates } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    for c in candidates {
+                        p.rtc.add_remote_candidate(c);
+                    }
+                    self.drive(peer, Instant::now());
+                    self.run_actions();
+                }
             }
             ShardMsg::PublicationEnded { publication } => {
                 let viewers = self.subs.remove(&publication).unwrap_or_default();

@@ -1,0 +1,260 @@
+//! WHIP/WHEP protocol behaviour: authentication (Bearer, `?token=`, Basic),
+//! trickle PATCH with If-Match/ETag, ICE restart refusal, GET/HEAD, Link
+//! ice-server headers with TURN REST credentials, the session limit (503).
+
+use e2e::{clip, drain, publish_clip, start_server_with};
+use sfu::client::http::{HttpResponse, Url, request};
+use sfu::client::{Options, Session};
+use sfu::config::{Config, IceServer, StreamAuth, TurnSecret};
+use std::time::Duration;
+use str0m::media::MediaKind;
+
+async fn req(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    let url = Url::parse(&format!("{base}{path}")).unwrap();
+    request(method, &url, headers, body.map(str::to_string))
+        .await
+        .unwrap()
+}
+
+fn config() -> Config {
+    let mut cfg = Config {
+        workers: 2,
+        max_sessions: 4,
+        ..Config::default()
+    };
+    cfg.auth.publish_token = Some("pubtok".into());
+    cfg.streams.insert(
+        "cam".into(),
+        StreamAuth {
+            publish_token: None,
+            view_token: Some("viewtok".into()),
+        },
+    );
+    cfg.ice_servers.push(IceServer {
+        url: "stun:stun.example.net:3478".into(),
+        username: None,
+        credential: None,
+    });
+    cfg.turn = Some(TurnSecret {
+        urls: vec!["turn:turn.example.net:3478?transport=udp".into()],
+        secret: "s3cr3t".into(),
+        ttl_secs: Some(600),
+    });
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_trickle_links_and_limits() {
+    let base = start_server_with(config()).await;
+    let opts = |token: Option<&str>| Options {
+        token: token.map(str::to_string),
+        ..Options::default()
+    };
+
+    // Publishing needs the default publish token.
+    let e = Session::publish(&format!("{base}/whip/cam"), opts(None))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("401"), "{e}");
+    let e = Session::publish(&format!("{base}/whip/cam"), opts(Some("wrong")))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("401"), "{e}");
+    let mut publisher = Session::publish(&format!("{base}/whip/cam"), opts(Some("pubtok")))
+        .await
+        .unwrap();
+    let r = &publisher.response;
+    assert_eq!(r.status, 201);
+    let etag = r.header("etag").expect("ETag").to_string();
+    assert!(
+        etag.starts_with('"') && etag.len() >= 34,
+        "strong ETag: {etag}"
+    );
+    let links: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "link")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.starts_with("<stun:stun.example.net:3478>; rel=\"ice-server\"")),
+        "{links:?}"
+    );
+    let turn = links
+        .iter()
+        .find(|l| l.starts_with("<turn:"))
+        .expect("TURN link");
+    assert!(
+        turn.contains("username=\"")
+            && turn.contains("credential=\"")
+            && turn.contains("credential-type=\"password\"")
+    );
+    publisher
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Viewing `cam` needs its own view token: header, query or Basic password.
+    let e = Session::play(&format!("{base}/whep/cam"), opts(None))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("401"), "{e}");
+    let unauth = req(
+        &base,
+        "POST",
+        "/whep/cam",
+        &[("content-type", "application/sdp")],
+        Some("v=0"),
+    )
+    .await;
+    assert_eq!(unauth.status, 401);
+    assert!(
+        unauth
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer"))
+    );
+    let mut viewer = Session::play(&format!("{base}/whep/cam?token=viewtok"), opts(None))
+        .await
+        .unwrap();
+    let loc = viewer.response.header("location").unwrap().to_string();
+    assert!(
+        loc.starts_with("/whep/cam/") && !loc.contains('?') && !loc.contains("viewtok"),
+        "{loc}"
+    );
+    viewer
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // GET/HEAD on the endpoint: 200, application/sdp, no body.
+    for m in ["GET", "HEAD"] {
+        let r = req(&base, m, "/whep/cam", &[], None).await;
+        assert_eq!(r.status, 200, "{m}");
+        assert_eq!(r.header("content-type"), Some("application/sdp"));
+        assert!(r.body.is_empty());
+    }
+
+    // Trickle PATCH on the viewer session (needs the view token).
+    let vpath = loc.clone();
+    let vtag = viewer.response.header("etag").unwrap().to_string();
+    let frag = "a=ice-ufrag:UFRAG\r\na=ice-pwd:PWD\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
+a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=candidate:2 1 udp 2130706431 abcd.local 9 typ host\r\na=end-of-candidates\r\n";
+    let auth = ("authorization", "Bearer viewtok");
+    let sdpfrag = ("content-type", "application/trickle-ice-sdpfrag");
+    let r = req(&base, "PATCH", &vpath, &[sdpfrag], Some(frag)).await;
+    assert_eq!(r.status, 401, "PATCH without the credential");
+    let r = req(
+        &base,
+        "PATCH",
+        &vpath,
+        &[auth, ("content-type", "application/json")],
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(r.status, 415, "PATCH with JSON");
+    let r = req(
+        &base,
+        "PATCH",
+        &vpath,
+        &[auth, sdpfrag, ("if-match", "\"nope\"")],
+        Some(frag),
+    )
+    .await;
+    assert_eq!(r.status, 412, "stale If-Match");
+    let r = req(
+        &base,
+        "PATCH",
+        &vpath,
+        &[auth, sdpfrag, ("etag", &vtag)],
+        Some("{garbage"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "malformed sdpfrag");
+    // Candidates for the current ICE session: 204, no ETag. (Our client's real
+    // ufrag is in its offer; a fragment without credentials is plain trickle.)
+    let trickle = "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n";
+    let r = req(
+        &base,
+        "PATCH",
+        &vpath,
+        &[auth, sdpfrag, ("etag", &vtag)],
+        Some(trickle),
+    )
+    .await;
+    assert_eq!(r.status, 204, "trickle: {}", r.body);
+    assert!(r.header("etag").is_none());
+    let r = req(
+        &base,
+        "PATCH",
+        &vpath,
+        &[auth, sdpfrag, ("if-match", "*")],
+        Some(frag),
+    )
+    .await;
+    assert_eq!(r.status, 422, "ICE restart is refused");
+    let r = req(
+        &base,
+        "PATCH",
+        "/whep/cam/ffffffffffffffffffffffffffffffff",
+        &[auth, sdpfrag],
+        Some(trickle),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // Session limit: publisher + viewer + 2 more = 4; the fifth POST gets 503.
+    let v2 = Session::play(&format!("{base}/whep/cam?token=viewtok"), opts(None))
+        .await
+        .unwrap();
+    let v3 = Session::play(&format!("{base}/whep/cam?token=viewtok"), opts(None))
+        .await
+        .unwrap();
+    let r = req(
+        &base,
+        "POST",
+        "/whep/cam?token=viewtok",
+        &[("content-type", "application/sdp")],
+        Some(&v3.answer),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(v2.close().await.unwrap(), 200);
+    assert_eq!(v3.close().await.unwrap(), 200);
+
+    // After all that, the viewer still receives the whole stream.
+    let clip = clip(3);
+    publish_clip(&publisher, clip).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut rx = Vec::new();
+    drain(&mut viewer, &mut rx);
+    let video = rx.iter().filter(|r| r.kind == MediaKind::Video).count();
+    assert_eq!(video, clip.video_payloads().len(), "viewer lost packets");
+
+    // DELETE needs the credential; a second DELETE is 404.
+    let r = req(&base, "DELETE", &vpath, &[], None).await;
+    assert_eq!(r.status, 401);
+    let r = req(
+        &base,
+        "DELETE",
+        &vpath,
+        &[("authorization", "Basic dTp2aWV3dG9r")],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "DELETE with Basic u:viewtok");
+    let r = req(&base, "DELETE", &vpath, &[auth], None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(publisher.close().await.unwrap(), 200);
+}
