@@ -21,5 +21,6 @@ pub mod media;
 pub mod registry;
 pub mod sdp_scan;
 pub mod server;
+pub mod stun_shim;
 pub mod udp;
 pub mod worker;

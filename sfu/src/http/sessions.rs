@@ -54,9 +54,9 @@ impl App {
         self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.shards.len()
     }
 
-    fn build_rtc(&self, formats: &[&Chosen]) -> Result<(Rtc, String), Resp> {
+    fn build_rtc(&self, formats: &[&Chosen]) -> Result<(Rtc, IceCreds), Resp> {
         let creds = IceCreds::new();
-        let ufrag = creds.ufrag.clone();
+        let ret = creds.clone();
         let mut cfg = RtcConfig::new()
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds)
@@ -74,7 +74,7 @@ impl App {
                 Err(e) => warn!(addr = %c, "cannot use address as host candidate: {e}"),
             }
         }
-        Ok((rtc, ufrag))
+        Ok((rtc, ret))
     }
 }
 
@@ -191,7 +191,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             .remove_if(stream, |_, p| p.id == id);
     };
     let refs: Vec<&Chosen> = tracks.iter().collect();
-    let (mut rtc, ufrag) = match app.build_rtc(&refs) {
+    let (mut rtc, creds) = match app.build_rtc(&refs) {
         Ok(x) => x,
         Err(r) => {
             unpublish();
@@ -221,7 +221,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         id,
         shard,
         rtc,
-        ufrag,
+        creds,
         offer.ufrag.clone(),
         publication,
         PeerKind::Publisher(state),
@@ -239,7 +239,7 @@ fn start_peer(
     id: u64,
     shard: usize,
     rtc: Rtc,
-    ufrag: String,
+    creds: IceCreds,
     remote_ufrag: String,
     publication: Arc<Publication>,
     kind: PeerKind,
@@ -254,12 +254,13 @@ fn start_peer(
             remote_ufrag,
         },
     );
-    app.shared.demux.add_ufrag(&ufrag, me);
+    app.shared.demux.add_ufrag(&creds.ufrag, me);
     let peer = NewPeer {
         id,
         rtc,
         session: session.to_string(),
-        ufrag,
+        ufrag: creds.ufrag,
+        ice_pwd: creds.pass,
         publication,
         kind,
         created: Instant::now(),
@@ -298,7 +299,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         }
     };
     let refs: Vec<&Chosen> = chosen.iter().map(|(_, c)| c).collect();
-    let (mut rtc, ufrag) = match app.build_rtc(&refs) {
+    let (mut rtc, creds) = match app.build_rtc(&refs) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -347,7 +348,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         id,
         shard,
         rtc,
-        ufrag,
+        creds,
         offer.ufrag.clone(),
         publication,
         PeerKind::Viewer(state),

@@ -231,6 +231,19 @@ impl Worker {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        // FFmpeg 8 sends binding requests without PRIORITY: complete them.
+        let shimmed;
+        let data = if data.first().is_some_and(|b| *b < 2) {
+            match crate::stun_shim::add_priority(data, &peer.ice_pwd) {
+                Some(f) => {
+                    shimmed = f;
+                    &shimmed[..]
+                }
+                None => data,
+            }
+        } else {
+            data
+        };
         let Ok(contents) = data.try_into() else {
             return;
         };

@@ -87,6 +87,8 @@ pub struct NewPeer {
     pub session: String,
     /// Our ICE ufrag (demux key).
     pub ufrag: String,
+    /// Our ICE password (for the FFmpeg STUN shim).
+    pub ice_pwd: String,
     /// The publication this peer publishes or views.
     pub publication: Arc<Publication>,
     /// Role state.
@@ -105,6 +107,8 @@ pub struct Peer {
     pub session: String,
     /// ICE ufrag.
     pub ufrag: String,
+    /// ICE password.
+    pub ice_pwd: String,
     /// Publication.
     pub publication: Arc<Publication>,
     /// Role state.
@@ -131,6 +135,7 @@ impl Peer {
             rtc: n.rtc,
             session: n.session,
             ufrag: n.ufrag,
+            ice_pwd: n.ice_pwd,
             publication: n.publication,
             kind: n.kind,
             created: n.created,
