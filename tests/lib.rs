@@ -46,85 +46,90 @@ fn run(cmd: &mut Command) {
 /// Encode (once per process) a 640x360 30 fps H.264 Constrained Baseline clip
 /// with a 1 s GOP and a 48 kHz stereo Opus tone, `seconds` long, with ffmpeg.
 pub fn clip(seconds: u32) -> &'static Clip {
-    static CLIP: OnceLock<Clip> = OnceLock::new();
-    CLIP.get_or_init(|| {
-        let dir: PathBuf =
-            std::env::temp_dir().join(format!("sfu-e2e-media-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let h264 = dir.join("clip.h264");
-        let opus = dir.join("clip.opus");
-        let t = seconds.to_string();
-        run(Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg("testsrc2=size=640x360:rate=30")
-            .args([
-                "-t",
-                &t,
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-profile:v",
-                "baseline",
-                "-bf",
-                "0",
-                "-g",
-                "30",
-                "-pix_fmt",
-                "yuv420p",
-                "-b:v",
-                "1M",
-                "-f",
-                "h264",
-            ])
-            .arg(&h264));
-        run(Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg("sine=frequency=440:sample_rate=48000")
-            .args([
-                "-t", &t, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "ogg",
-            ])
-            .arg(&opus));
-        let data = std::fs::read(&h264).unwrap();
-        let nals = h264::nal_units(&data);
-        let aus = h264::access_units(&nals);
-        let video = aus
-            .iter()
-            .enumerate()
-            .map(|(i, au)| {
-                let p = h264::packetize(au, h264::MAX_PAYLOAD);
-                (
-                    i as u32 * 3000,
-                    au.keyframe,
-                    p.into_iter().map(Arc::from).collect(),
-                )
-            })
-            .collect();
-        let audio = ogg::opus_packets(&std::fs::read(&opus).unwrap())
-            .unwrap()
-            .into_iter()
-            .map(Arc::from)
-            .collect();
-        Clip { video, audio }
-    })
+    clip_gop(seconds, 30)
+}
+
+/// Like [`clip`] with a GOP of `gop` frames (30 fps, no scene-cut keyframes).
+pub fn clip_gop(seconds: u32, gop: u32) -> &'static Clip {
+    type Cache = Vec<((u32, u32), &'static Clip)>;
+    static CLIPS: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+    let mut clips = CLIPS.lock().unwrap();
+    if let Some((_, c)) = clips.iter().find(|(k, _)| *k == (seconds, gop)) {
+        return c;
+    }
+    let c: &'static Clip = Box::leak(Box::new(make_clip(seconds, gop)));
+    clips.push(((seconds, gop), c));
+    c
+}
+
+fn make_clip(seconds: u32, gop: u32) -> Clip {
+    let dir: PathBuf = std::env::temp_dir().join(format!("sfu-e2e-media-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let h264 = dir.join(format!("clip-{seconds}-{gop}.h264"));
+    let opus = dir.join(format!("clip-{seconds}.opus"));
+    let (t, g) = (seconds.to_string(), gop.to_string());
+    let quiet = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+    ];
+    run(Command::new("ffmpeg")
+        .args(quiet)
+        .arg("testsrc2=size=640x360:rate=30")
+        .args([
+            "-t",
+            &t,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-g",
+            &g,
+            "-sc_threshold",
+            "0",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-b:v", "1M", "-f", "h264"])
+        .arg(&h264));
+    run(Command::new("ffmpeg")
+        .args(quiet)
+        .arg("sine=frequency=440:sample_rate=48000")
+        .args([
+            "-t", &t, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "ogg",
+        ])
+        .arg(&opus));
+    let data = std::fs::read(&h264).unwrap();
+    let nals = h264::nal_units(&data);
+    let aus = h264::access_units(&nals);
+    let video = aus
+        .iter()
+        .enumerate()
+        .map(|(i, au)| {
+            let p = h264::packetize(au, h264::MAX_PAYLOAD);
+            (
+                i as u32 * 3000,
+                au.keyframe,
+                p.into_iter().map(Arc::from).collect(),
+            )
+        })
+        .collect();
+    let audio = ogg::opus_packets(&std::fs::read(&opus).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+    Clip { video, audio }
 }
 
 /// Start a server on 127.0.0.1 with ephemeral ports; returns its base URL.

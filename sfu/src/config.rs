@@ -51,6 +51,9 @@ pub struct Cli {
     /// Require If-Match on PATCH (428 without it) [default: false].
     #[arg(long, env = "SFU_STRICT_IF_MATCH")]
     pub strict_if_match: bool,
+    /// Disable the GOP cache (joining viewers then wait for a fresh keyframe).
+    #[arg(long, env = "SFU_NO_GOP_CACHE")]
+    pub no_gop_cache: bool,
 }
 
 /// Log output format.
@@ -83,6 +86,12 @@ pub struct FileConfig {
     pub max_sessions: Option<usize>,
     /// See [`Cli::strict_if_match`].
     pub strict_if_match: Option<bool>,
+    /// GOP cache on/off [default: true].
+    pub gop_cache: Option<bool>,
+    /// GOP cache bound in payload bytes per video track [default: 4194304].
+    pub gop_cache_max_bytes: Option<usize>,
+    /// GOP cache bound in age of its keyframe, ms [default: 5000].
+    pub gop_cache_max_age_ms: Option<u64>,
     /// Default tokens for all streams.
     #[serde(default)]
     pub auth: StreamAuth,
@@ -158,6 +167,29 @@ pub struct Config {
     pub ice_servers: Vec<IceServer>,
     /// TURN REST secret.
     pub turn: Option<TurnSecret>,
+    /// GOP cache settings.
+    pub gop: GopSettings,
+}
+
+/// GOP cache settings (instant start for joining viewers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GopSettings {
+    /// Cache on.
+    pub enabled: bool,
+    /// Max payload bytes per video track.
+    pub max_bytes: usize,
+    /// Max age of the cached keyframe.
+    pub max_age: std::time::Duration,
+}
+
+impl Default for GopSettings {
+    fn default() -> Self {
+        GopSettings {
+            enabled: true,
+            max_bytes: 4 << 20,
+            max_age: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 impl Config {
@@ -190,6 +222,7 @@ impl Default for Config {
             strict_if_match: false,
             ice_servers: Vec::new(),
             turn: None,
+            gop: GopSettings::default(),
         }
     }
 }
@@ -218,6 +251,11 @@ impl Config {
             c.streams = f.streams;
             c.ice_servers = f.ice_servers;
             c.turn = f.turn;
+            c.gop.enabled = f.gop_cache.unwrap_or(c.gop.enabled);
+            c.gop.max_bytes = f.gop_cache_max_bytes.unwrap_or(c.gop.max_bytes);
+            if let Some(ms) = f.gop_cache_max_age_ms {
+                c.gop.max_age = std::time::Duration::from_millis(ms);
+            }
         }
         c.http = cli.http.unwrap_or(c.http);
         c.udp = cli.udp.unwrap_or(c.udp);
@@ -228,6 +266,9 @@ impl Config {
         c.log_format = cli.log_format.unwrap_or(c.log_format);
         c.max_sessions = cli.max_sessions.unwrap_or(c.max_sessions);
         c.strict_if_match |= cli.strict_if_match;
+        if cli.no_gop_cache {
+            c.gop.enabled = false;
+        }
         if cli.publish_token.is_some() {
             c.auth.publish_token = cli.publish_token;
         }

@@ -43,6 +43,7 @@ impl Server {
             shards: txs.clone(),
             load: (0..cfg.workers).map(|_| AtomicUsize::new(0)).collect(),
             sockets: sockets.clone(),
+            gop_enabled: cfg.gop.enabled,
         });
         for (i, rx) in rxs.into_iter().enumerate() {
             let w = Worker::new(i, shared.clone());

@@ -23,7 +23,7 @@ pub fn add_priority(buf: &[u8], pwd: &str) -> Option<Vec<u8>> {
         return None;
     }
     let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
-    if 20 + len != buf.len() || len % 4 != 0 {
+    if 20 + len != buf.len() || !len.is_multiple_of(4) {
         return None;
     }
     let mut kept: Vec<(u16, &[u8])> = Vec::new();
@@ -45,7 +45,7 @@ pub fn add_priority(buf: &[u8], pwd: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&typ.to_be_bytes());
         out.extend_from_slice(&(v.len() as u16).to_be_bytes());
         out.extend_from_slice(v);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     };
@@ -88,7 +88,7 @@ mod tests {
             m.extend_from_slice(&t.to_be_bytes());
             m.extend_from_slice(&(v.len() as u16).to_be_bytes());
             m.extend_from_slice(v);
-            while m.len() % 4 != 0 {
+            while !m.len().is_multiple_of(4) {
                 m.push(0);
             }
         };

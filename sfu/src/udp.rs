@@ -109,9 +109,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    // Large buffers absorb keyframe bursts (kernel caps at rmem_max/wmem_max).
-    let _ = s.set_recv_buffer_size(8 << 20);
-    let _ = s.set_send_buffer_size(8 << 20);
+    set_buffers(&s, 8 << 20);
     s.bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
     Ok(s.into())
@@ -160,5 +158,34 @@ fn canonical(a: SocketAddr) -> SocketAddr {
             None => a,
         },
         _ => a,
+    }
+}
+
+/// Ask for `bytes` of receive and send buffer: beyond `net.core.rmem_max`
+/// with `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` when privileged, else up to the cap.
+/// Large buffers absorb keyframe bursts.
+pub fn set_buffers(s: &socket2::Socket, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let v = bytes as libc::c_int;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            // SAFETY: valid fd, option value is a c_int of the given size.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    &v as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+    if s.recv_buffer_size().unwrap_or(0) < bytes {
+        let _ = s.set_recv_buffer_size(bytes);
+    }
+    if s.send_buffer_size().unwrap_or(0) < bytes {
+        let _ = s.set_send_buffer_size(bytes);
     }
 }

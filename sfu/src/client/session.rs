@@ -135,7 +135,7 @@ impl Session {
     async fn start(endpoint: &str, opts: Options, dir: Direction) -> anyhow::Result<Session> {
         crate::server::install_crypto();
         let url = Url::parse(endpoint)?;
-        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
+        let socket = bind_udp(SocketAddr::new(opts.bind_ip, 0))?;
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new().set_rtp_mode(true).clear_codecs();
         let mut kinds = Vec::new();
@@ -376,4 +376,20 @@ fn query_token(url: &str) -> Option<String> {
         let (k, v) = kv.split_once('=')?;
         (k == "token" && !v.is_empty()).then(|| v.to_string())
     })
+}
+
+/// A non-blocking UDP socket with large buffers (a GOP replay or keyframe
+/// arrives as a burst).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    crate::udp::set_buffers(&s, 4 << 20);
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
 }

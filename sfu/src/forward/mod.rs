@@ -3,8 +3,10 @@
 //! Each machine is fed with time (`Instant`) and input, and returns what to do.
 //! They are unit-tested in isolation and driven by the worker on the hot path.
 
+pub mod gop;
 pub mod keyframe;
 pub mod rewrite;
 
+pub use gop::GopCache;
 pub use keyframe::{KeyframeThrottle, KeyframeWaiter};
 pub use rewrite::{Rewrite, RewriteDecision};

@@ -12,7 +12,8 @@ use crate::forward::{KeyframeWaiter, Rewrite};
 use crate::registry::{Publication, Role, SessionEntry, new_session_id};
 use crate::sdp_scan::{self, Offer};
 use crate::worker::peer::{
-    KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, ViewerState, ViewerTrack, publisher_tracks,
+    KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, Replay, ViewerState, ViewerTrack,
+    publisher_tracks,
 };
 use crate::worker::{ShardMsg, Shared};
 use hyper::StatusCode;
@@ -207,7 +208,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
     };
     let now = Instant::now();
     let state = PublisherState {
-        tracks: publisher_tracks(&tracks, &mids, &rtc),
+        tracks: publisher_tracks(&tracks, &mids, &rtc, app.config.gop),
         ssrc_cache: Vec::new(),
         last_bytes: 0,
         last_sample: now,
@@ -323,6 +324,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
             rewrite: Rewrite::new(publication.tracks[*ti].clock_rate, video, random_seq()),
             nackable: video,
             video,
+            replay: Replay::Off,
         });
     }
     if tracks.iter().all(Option::is_none) {
@@ -338,6 +340,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         tracks,
         waiter: KeyframeWaiter::new(KEYFRAME_RETRY),
         packets_out: 0,
+        replay_next: None,
     };
     let session = new_session_id();
     start_peer(

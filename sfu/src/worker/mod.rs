@@ -14,7 +14,7 @@ use crate::media::{MediaPacket, starts_keyframe};
 use crate::registry::{Publication, Registry};
 use crate::udp::Sockets;
 pub use peer::NewPeer;
-use peer::{Peer, PeerKind};
+use peer::{Peer, PeerKind, Replay};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -75,6 +75,24 @@ pub enum ShardMsg {
         /// Parsed candidates.
         candidates: Vec<str0m::Candidate>,
     },
+    /// A viewer wants the cached GOP of a publisher track.
+    GopRequest {
+        /// Publisher peer id (on this worker).
+        publisher: u64,
+        /// Track index.
+        track: usize,
+        /// The viewer asking.
+        viewer: PeerRef,
+    },
+    /// The cached GOP for a viewer on this worker (may be empty).
+    GopReplay {
+        /// Viewer peer id.
+        viewer: u64,
+        /// Track index.
+        track: usize,
+        /// Cached packets, keyframe first.
+        packets: Vec<Arc<MediaPacket>>,
+    },
     /// A publication ended: close its local viewers.
     PublicationEnded {
         /// Publication id.
@@ -97,6 +115,8 @@ pub struct Shared {
     pub load: Vec<AtomicUsize>,
     /// Media sockets.
     pub sockets: Arc<Sockets>,
+    /// GOP cache on: viewers ask for a replay when they connect.
+    pub gop_enabled: bool,
 }
 
 impl Shared {
@@ -109,7 +129,15 @@ impl Shared {
 
 enum Action {
     Fanout(Arc<MediaPacket>, Arc<Publication>),
-    Keyframe { publisher: PeerRef, track: usize },
+    Keyframe {
+        publisher: PeerRef,
+        track: usize,
+    },
+    GopRequest {
+        publisher: PeerRef,
+        track: usize,
+        viewer: PeerRef,
+    },
     Close(u64, &'static str),
 }
 
@@ -195,6 +223,22 @@ impl Worker {
                     self.drive(peer, Instant::now());
                     self.run_actions();
                 }
+            }
+            ShardMsg::GopRequest {
+                publisher,
+                track,
+                viewer,
+            } => {
+                self.serve_gop(publisher, track, viewer);
+                self.run_actions();
+            }
+            ShardMsg::GopReplay {
+                viewer,
+                track,
+                packets,
+            } => {
+                self.replay(viewer, track, packets, Instant::now());
+                self.run_actions();
             }
             ShardMsg::PublicationEnded { publication } => {
                 let viewers = self.subs.remove(&publication).unwrap_or_default();
@@ -297,7 +341,7 @@ impl Worker {
                 Ok(Output::Transmit(t)) => {
                     shared.sockets.send(t.source, t.destination, &t.contents)
                 }
-                Ok(Output::Event(e)) => on_event(peer, e, now, *idx, actions),
+                Ok(Output::Event(e)) => on_event(peer, e, now, *idx, shared.gop_enabled, actions),
                 Ok(Output::Timeout(t)) => {
                     let mut next = t;
                     if let Some(extra) = peer_deadline(peer) {
@@ -344,6 +388,7 @@ impl Worker {
             if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                 debug!(peer = id, "timeout input: {e}");
             }
+            let mut replay_due = false;
             // Role timers: deferred keyframe requests, viewer retries.
             match &mut peer.kind {
                 PeerKind::Publisher(p) => {
@@ -356,6 +401,10 @@ impl Worker {
                     sample_bitrate(p, &peer.publication, now);
                 }
                 PeerKind::Viewer(v) => {
+                    if v.replay_next.is_some_and(|t| now >= t) {
+                        v.replay_next = None;
+                        replay_due = true;
+                    }
                     if v.waiter.ask_if_due(now) {
                         for (ti, _) in v
                             .tracks
@@ -372,6 +421,9 @@ impl Worker {
                 }
             }
             peer.next_timeout = now; // force re-arm
+            if replay_due {
+                self.drain_replay(id, now);
+            }
             self.drive(id, now);
         }
         self.run_actions();
@@ -415,6 +467,21 @@ impl Worker {
                         );
                     }
                 }
+                Action::GopRequest {
+                    publisher,
+                    track,
+                    viewer,
+                } => {
+                    if publisher.shard == self.idx {
+                        self.serve_gop(publisher.id, track, viewer);
+                    } else {
+                        let _ = self.shared.shards[publisher.shard].send(ShardMsg::GopRequest {
+                            publisher: publisher.id,
+                            track,
+                            viewer,
+                        });
+                    }
+                }
                 Action::Close(id, reason) => self.close_peer(id, reason),
             }
         }
@@ -433,8 +500,9 @@ impl Worker {
         }
     }
 
-    /// Rewrite and write one packet to one viewer. Returns true if written.
-    fn forward(&mut self, id: u64, pkt: &MediaPacket, now: Instant) -> bool {
+    /// Rewrite and write one live packet to one viewer (held instead while a
+    /// GOP replay is awaited). Returns true if written.
+    fn forward(&mut self, id: u64, pkt: &Arc<MediaPacket>, now: Instant) -> bool {
         let Some(peer) = self.peers.get_mut(&id) else {
             return false;
         };
@@ -447,10 +515,36 @@ impl Worker {
         let Some(Some(t)) = v.tracks.get_mut(pkt.track) else {
             return false;
         };
+        match &mut t.replay {
+            Replay::Awaiting(held) if held.len() < peer::REPLAY_HOLD_MAX => {
+                held.push(pkt.clone());
+                return false;
+            }
+            Replay::Draining(q) if q.len() < peer::REPLAY_HOLD_MAX => {
+                q.push_back((pkt.clone(), pkt.ts));
+                return false;
+            }
+            Replay::Awaiting(_) | Replay::Draining(_) => t.replay = Replay::Done,
+            Replay::Off | Replay::Done => {}
+        }
+        self.forward_ts(id, pkt, pkt.ts, now)
+    }
+
+    /// Rewrite and write `pkt` with input timestamp `ts_in` to viewer `id`.
+    fn forward_ts(&mut self, id: u64, pkt: &MediaPacket, ts_in: u32, now: Instant) -> bool {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let PeerKind::Viewer(v) = &mut peer.kind else {
+            return false;
+        };
+        let Some(Some(t)) = v.tracks.get_mut(pkt.track) else {
+            return false;
+        };
         use crate::forward::RewriteDecision::*;
         match t
             .rewrite
-            .on_packet(pkt.source, pkt.seq, pkt.ts, pkt.keyframe, now)
+            .on_packet(pkt.source, pkt.seq, ts_in, pkt.keyframe, now)
         {
             Forward { seq, ts } => {
                 if t.video && pkt.keyframe {
@@ -486,6 +580,87 @@ impl Worker {
             }
             Stale => false,
         }
+    }
+
+    /// Publisher side: send the cached GOP of `track` to `viewer`.
+    fn serve_gop(&mut self, publisher: u64, track: usize, viewer: PeerRef) {
+        let now = Instant::now();
+        let packets = match self.peers.get(&publisher).map(|p| &p.kind) {
+            Some(PeerKind::Publisher(p)) => p
+                .tracks
+                .get(track)
+                .and_then(|t| t.gop.as_ref())
+                .map(|g| g.snapshot(now))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if viewer.shard == self.idx {
+            self.replay(viewer.id, track, packets, now);
+        } else {
+            let _ = self.shared.shards[viewer.shard].send(ShardMsg::GopReplay {
+                viewer: viewer.id,
+                track,
+                packets,
+            });
+        }
+    }
+
+    /// Viewer side: queue the cached GOP with compressed timestamps, then the
+    /// live packets held meanwhile (those newer than the cache), and start
+    /// draining the queue.
+    fn replay(&mut self, id: u64, track: usize, packets: Vec<Arc<MediaPacket>>, now: Instant) {
+        let Some(PeerKind::Viewer(v)) = self.peers.get_mut(&id).map(|p| &mut p.kind) else {
+            return;
+        };
+        let Some(Some(t)) = v.tracks.get_mut(track) else {
+            return;
+        };
+        let Replay::Awaiting(held) = std::mem::replace(&mut t.replay, Replay::Done) else {
+            return;
+        };
+        let ts = crate::forward::gop::replay_ts(&packets);
+        let last = packets.last().map(|p| p.seq);
+        let mut q: std::collections::VecDeque<(Arc<MediaPacket>, u32)> =
+            packets.into_iter().zip(ts).collect();
+        if !q.is_empty() {
+            debug!(peer = id, packets = q.len(), "GOP cache replay");
+        }
+        q.extend(
+            held.into_iter()
+                .filter(|p| last.is_none_or(|s| p.seq > s))
+                .map(|p| {
+                    let ts = p.ts;
+                    (p, ts)
+                }),
+        );
+        t.replay = Replay::Draining(q);
+        self.drain_replay(id, now);
+    }
+
+    /// Write up to one batch of queued replay packets per track; the rest
+    /// waits for the next replay tick (see `peer_deadline`).
+    fn drain_replay(&mut self, id: u64, now: Instant) {
+        let Some(PeerKind::Viewer(v)) = self.peers.get_mut(&id).map(|p| &mut p.kind) else {
+            return;
+        };
+        let mut batch: Vec<(Arc<MediaPacket>, u32)> = Vec::new();
+        for t in v.tracks.iter_mut().flatten() {
+            if let Replay::Draining(q) = &mut t.replay {
+                let n = q.len().min(peer::REPLAY_BATCH);
+                batch.extend(q.drain(..n));
+                if q.is_empty() {
+                    t.replay = Replay::Done;
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        v.replay_next = Some(now + peer::REPLAY_TICK);
+        for (p, ts) in &batch {
+            self.forward_ts(id, p, *ts, now);
+        }
+        self.drive(id, now);
     }
 
     fn keyframe_to_publisher(&mut self, publisher: u64, track: usize, now: Instant) {
@@ -620,6 +795,9 @@ fn peer_deadline(peer: &Peer) -> Option<Instant> {
             if let Some(t) = v.waiter.next_retry() {
                 min(t);
             }
+            if let Some(t) = v.replay_next {
+                min(t);
+            }
         }
     }
     d
@@ -638,7 +816,14 @@ fn expired(peer: &Peer, now: Instant) -> Option<&'static str> {
     None
 }
 
-fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut Vec<Action>) {
+fn on_event(
+    peer: &mut Peer,
+    e: Event,
+    now: Instant,
+    shard: usize,
+    gop_enabled: bool,
+    actions: &mut Vec<Action>,
+) {
     match e {
         Event::Connected => {
             peer.connected = true;
@@ -646,14 +831,24 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
             match &mut peer.kind {
                 PeerKind::Publisher(_) => peer.publication.connected.store(true, Ordering::Relaxed),
                 PeerKind::Viewer(v) => {
-                    if v.waiter.on_connected(now) {
-                        for (ti, t) in v.tracks.iter().enumerate() {
-                            if t.as_ref().is_some_and(|t| t.video) {
-                                actions.push(Action::Keyframe {
-                                    publisher: peer.publication.publisher,
-                                    track: ti,
-                                });
-                            }
+                    let ask = v.waiter.on_connected(now);
+                    for (ti, t) in v.tracks.iter_mut().enumerate() {
+                        let Some(t) = t.as_mut().filter(|t| t.video) else {
+                            continue;
+                        };
+                        if ask {
+                            actions.push(Action::Keyframe {
+                                publisher: peer.publication.publisher,
+                                track: ti,
+                            });
+                        }
+                        if gop_enabled {
+                            t.replay = Replay::Awaiting(Vec::new());
+                            actions.push(Action::GopRequest {
+                                publisher: peer.publication.publisher,
+                                track: ti,
+                                viewer: PeerRef { shard, id: peer.id },
+                            });
                         }
                     }
                 }
@@ -700,10 +895,11 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
             publication
                 .bytes_in
                 .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-            if publication.viewers() == 0 {
+            let viewers = publication.viewers();
+            if viewers == 0 && tr.gop.is_none() {
                 return;
             }
-            let pkt = MediaPacket {
+            let pkt = Arc::new(MediaPacket {
                 publication: publication.id,
                 track,
                 source: (*ssrc as u64) | (publication.id << 32),
@@ -715,9 +911,13 @@ fn on_event(peer: &mut Peer, e: Event, now: Instant, shard: usize, actions: &mut
                 audio_level: p.header.ext_vals.audio_level,
                 voice_activity: p.header.ext_vals.voice_activity,
                 payload: p.payload,
-            };
-            let _ = shard;
-            actions.push(Action::Fanout(Arc::new(pkt), publication.clone()));
+            });
+            if let Some(g) = &mut tr.gop {
+                g.push(&pkt);
+            }
+            if viewers > 0 {
+                actions.push(Action::Fanout(pkt, publication.clone()));
+            }
         }
         Event::KeyframeRequest(r) => {
             if let PeerKind::Viewer(v) = &mut peer.kind {

@@ -1,7 +1,9 @@
 //! Per-peer state owned by a worker: the str0m `Rtc` plus our forwarding state.
 
 use crate::codecs::Chosen;
-use crate::forward::{KeyframeThrottle, KeyframeWaiter, Rewrite};
+use crate::config::GopSettings;
+use crate::forward::{GopCache, KeyframeThrottle, KeyframeWaiter, Rewrite};
+use crate::media::MediaPacket;
 use crate::registry::Publication;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ pub struct PubTrack {
     pub throttle: KeyframeThrottle,
     /// FIR negotiated but not PLI (RFC 5104 §4.3.1).
     pub fir_only: bool,
+    /// GOP cache (video tracks, when enabled).
+    pub gop: Option<GopCache>,
 }
 
 /// Publisher-specific state.
@@ -42,6 +46,28 @@ pub struct PublisherState {
     pub last_sample: Instant,
 }
 
+/// A viewer track's GOP-cache replay state.
+#[derive(Debug)]
+pub enum Replay {
+    /// No replay asked (audio, cache off, or not connected yet).
+    Off,
+    /// Replay requested; live packets are held here meanwhile (bounded).
+    Awaiting(Vec<Arc<MediaPacket>>),
+    /// Replaying: packets (with their input timestamps) written a few at a
+    /// time on a short timer, so a GOP burst does not overflow the viewer's
+    /// receive buffer; live packets are appended behind them.
+    Draining(std::collections::VecDeque<(Arc<MediaPacket>, u32)>),
+    /// Replay done (or none available): live forwarding.
+    Done,
+}
+
+/// Live packets held while a replay is awaited, at most.
+pub const REPLAY_HOLD_MAX: usize = 4096;
+/// Packets written per replay tick.
+pub const REPLAY_BATCH: usize = 24;
+/// Replay tick (24 packets per 2 ms ≈ 12,000 packets/s ≈ 110 Mbit/s).
+pub const REPLAY_TICK: Duration = Duration::from_millis(2);
+
 /// One forwarded track of a viewer.
 #[derive(Debug)]
 pub struct ViewerTrack {
@@ -55,6 +81,8 @@ pub struct ViewerTrack {
     pub nackable: bool,
     /// Video (keyframe-gated).
     pub video: bool,
+    /// GOP replay state.
+    pub replay: Replay,
 }
 
 /// Viewer-specific state.
@@ -66,6 +94,8 @@ pub struct ViewerState {
     pub waiter: KeyframeWaiter,
     /// Packets forwarded.
     pub packets_out: u64,
+    /// Next GOP-replay tick, while replaying.
+    pub replay_next: Option<Instant>,
 }
 
 /// Role-specific state.
@@ -157,7 +187,12 @@ impl Peer {
 }
 
 /// Build publisher tracks from the chosen formats and the offer's mids.
-pub fn publisher_tracks(tracks: &[Chosen], mids: &[Mid], rtc: &Rtc) -> Vec<PubTrack> {
+pub fn publisher_tracks(
+    tracks: &[Chosen],
+    mids: &[Mid],
+    rtc: &Rtc,
+    gop: GopSettings,
+) -> Vec<PubTrack> {
     tracks
         .iter()
         .zip(mids)
@@ -169,6 +204,8 @@ pub fn publisher_tracks(tracks: &[Chosen], mids: &[Mid], rtc: &Rtc) -> Vec<PubTr
                 codec: t.codec,
                 throttle: KeyframeThrottle::new(KEYFRAME_MIN_INTERVAL),
                 fir_only: !pli && fir,
+                gop: (gop.enabled && t.kind == str0m::media::MediaKind::Video)
+                    .then(|| GopCache::new(gop.max_bytes, gop.max_age)),
             }
         })
         .collect()
