@@ -83,6 +83,30 @@ async fn fan_out(viewers: usize, workers: usize) {
     assert_eq!(json[0]["name"], "cam");
     assert_eq!(json[0]["viewers"], viewers as u64);
     assert_eq!(json[0]["publisher"], "live");
+    // Prometheus counters moved accordingly.
+    let m = sfu::client::http::request(
+        "GET",
+        &sfu::client::http::Url::parse(&format!("{base}/metrics")).unwrap(),
+        &[],
+        None,
+    )
+    .await
+    .unwrap()
+    .body;
+    let metric = |name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    };
+    assert_eq!(
+        metric("sfu_sessions_created_total{role=\"whep\"}"),
+        viewers as f64
+    );
+    assert!(metric("sfu_rtp_packets_out_total") >= (viewers * expected.len()) as f64);
+    assert_eq!(metric("sfu_viewers"), viewers as f64);
+    assert!(metric("sfu_keyframe_requests_total{kind=\"pli\"}") >= 1.0);
     for v in sessions {
         assert_eq!(v.close().await.unwrap(), 200);
     }

@@ -129,6 +129,9 @@ fn make_clip(seconds: u32, gop: u32) -> Clip {
         .into_iter()
         .map(Arc::from)
         .collect();
+    let _ = std::fs::remove_file(&h264);
+    let _ = std::fs::remove_file(&opus);
+    let _ = std::fs::remove_dir(&dir);
     Clip { video, audio }
 }
 

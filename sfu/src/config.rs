@@ -339,5 +339,6 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("udp"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

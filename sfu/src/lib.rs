@@ -18,6 +18,7 @@ pub mod demux;
 pub mod forward;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod registry;
 pub mod sdp_scan;
 pub mod server;

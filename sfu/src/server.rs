@@ -44,6 +44,7 @@ impl Server {
             load: (0..cfg.workers).map(|_| AtomicUsize::new(0)).collect(),
             sockets: sockets.clone(),
             gop_enabled: cfg.gop.enabled,
+            metrics: crate::metrics::Metrics::new(),
         });
         for (i, rx) in rxs.into_iter().enumerate() {
             let w = Worker::new(i, shared.clone());

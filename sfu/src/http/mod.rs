@@ -40,7 +40,18 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(cors(handle(&app, req, remote).await)) }
+                async move {
+                    let post = req.method() == Method::POST;
+                    let resp = handle(&app, req, remote).await;
+                    if post && resp.status().as_u16() >= 400 {
+                        app.shared
+                            .metrics
+                            .sessions_refused
+                            .with_label_values(&[resp.status().as_str()])
+                            .inc();
+                    }
+                    Ok::<_, std::convert::Infallible>(cors(resp))
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
@@ -221,6 +232,37 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
             }
         }
         (["api", "streams"], &Method::GET) => json(&streams_json(app)),
+        (["api", "streams", name], &Method::GET) => {
+            match app
+                .shared
+                .registry
+                .streams
+                .get(*name)
+                .map(|p| stream_json(&p))
+            {
+                Some(v) => json(&v),
+                None => error(StatusCode::NOT_FOUND, "no such stream"),
+            }
+        }
+        (["metrics"], &Method::GET) => {
+            let m = &app.shared.metrics;
+            m.streams.set(app.shared.registry.streams.len() as i64);
+            m.viewers.set(
+                app.shared
+                    .registry
+                    .streams
+                    .iter()
+                    .map(|p| p.viewers() as i64)
+                    .sum(),
+            );
+            response::with_body(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                m.render(),
+            )
+        }
+        (["healthz"], &Method::GET) => response::with_body(StatusCode::OK, "text/plain", "ok\n"),
+        (["readyz"], &Method::GET) => response::with_body(StatusCode::OK, "text/plain", "ready\n"),
         (_, &Method::GET) | (_, &Method::HEAD) => {
             web::file(&path).unwrap_or_else(|| error(StatusCode::NOT_FOUND, "not found"))
         }
@@ -236,7 +278,16 @@ pub fn streams_json(app: &App) -> serde_json::Value {
         .registry
         .streams
         .iter()
-        .map(|p| {
+        .map(|p| stream_json(&p))
+        .collect();
+    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    serde_json::Value::Array(list)
+}
+
+/// One stream's JSON object (see [`streams_json`]).
+pub fn stream_json(p: &crate::registry::Publication) -> serde_json::Value {
+    {
+        {
             serde_json::json!({
                 "name": p.name,
                 "publisher": if p.connected.load(Ordering::Relaxed) { "live" } else { "connecting" },
@@ -244,9 +295,8 @@ pub fn streams_json(app: &App) -> serde_json::Value {
                 "bitrate_in_bps": p.bitrate_in.load(Ordering::Relaxed),
                 "packets_in": p.packets_in.load(Ordering::Relaxed),
                 "viewers": p.viewers(),
+                "uptime_s": p.created.elapsed().as_secs(),
             })
-        })
-        .collect();
-    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    serde_json::Value::Array(list)
+        }
+    }
 }

@@ -120,6 +120,11 @@ fn created(app: &App, role: Role, stream: &str, session: &str, answer: String) -
         }
     }
     let loc = format!("/{}/{stream}/{session}", role.path());
+    app.shared
+        .metrics
+        .sessions_created
+        .with_label_values(&[role.path()])
+        .inc();
     r.headers_mut().insert(
         LOCATION,
         HeaderValue::from_str(&loc).expect("ascii location"),
@@ -340,6 +345,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         tracks,
         waiter: KeyframeWaiter::new(KEYFRAME_RETRY),
         packets_out: 0,
+        packets_out_video: 0,
         replay_next: None,
     };
     let session = new_session_id();

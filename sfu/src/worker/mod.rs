@@ -117,6 +117,8 @@ pub struct Shared {
     pub sockets: Arc<Sockets>,
     /// GOP cache on: viewers ask for a replay when they connect.
     pub gop_enabled: bool,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -341,7 +343,7 @@ impl Worker {
                 Ok(Output::Transmit(t)) => {
                     shared.sockets.send(t.source, t.destination, &t.contents)
                 }
-                Ok(Output::Event(e)) => on_event(peer, e, now, *idx, shared.gop_enabled, actions),
+                Ok(Output::Event(e)) => on_event(peer, e, now, *idx, shared, actions),
                 Ok(Output::Timeout(t)) => {
                     let mut next = t;
                     if let Some(extra) = peer_deadline(peer) {
@@ -394,7 +396,12 @@ impl Worker {
                 PeerKind::Publisher(p) => {
                     for (i, tr) in p.tracks.iter_mut().enumerate() {
                         if tr.throttle.poll(now) {
-                            request_keyframe(&mut peer.rtc, tr.mid, tr.fir_only);
+                            request_keyframe(
+                                &mut peer.rtc,
+                                tr.mid,
+                                tr.fir_only,
+                                &self.shared.metrics,
+                            );
                             debug!(peer = id, track = i, "deferred keyframe request sent");
                         }
                     }
@@ -548,8 +555,22 @@ impl Worker {
         {
             Forward { seq, ts } => {
                 if t.video && pkt.keyframe {
+                    if v.waiter.is_waiting() && v.packets_out_video == 0 {
+                        self.shared
+                            .metrics
+                            .ttff_seconds
+                            .observe(now.saturating_duration_since(peer.created).as_secs_f64());
+                    }
                     v.waiter.on_keyframe_forwarded();
                 }
+                if t.video {
+                    v.packets_out_video += 1;
+                }
+                self.shared.metrics.packets_out.inc();
+                self.shared
+                    .metrics
+                    .bytes_out
+                    .inc_by(pkt.payload.len() as u64);
                 let (mid, pt, nackable) = (t.mid, t.pt, t.nackable);
                 let exts = ExtensionValues {
                     audio_level: pkt.audio_level,
@@ -624,6 +645,7 @@ impl Worker {
             packets.into_iter().zip(ts).collect();
         if !q.is_empty() {
             debug!(peer = id, packets = q.len(), "GOP cache replay");
+            self.shared.metrics.gop_replays.inc();
         }
         q.extend(
             held.into_iter()
@@ -674,7 +696,7 @@ impl Worker {
             return;
         };
         if tr.throttle.request(now) {
-            request_keyframe(&mut peer.rtc, tr.mid, tr.fir_only);
+            request_keyframe(&mut peer.rtc, tr.mid, tr.fir_only, &self.shared.metrics);
             debug!(peer = publisher, track, "keyframe request sent");
             self.drive(publisher, now);
         } else if let Some(due) = tr.throttle.next_due()
@@ -741,18 +763,29 @@ impl Worker {
                 publication.viewers_per_shard[self.idx].fetch_sub(1, Ordering::Relaxed);
             }
         }
+        self.shared
+            .metrics
+            .sessions_ended
+            .with_label_values(&[reason])
+            .inc();
         info!(peer = id, session = %peer.session, stream = %publication.name, role = peer.role(), reason, "peer closed");
     }
 }
 
-fn request_keyframe(rtc: &mut str0m::Rtc, mid: str0m::media::Mid, fir_only: bool) {
-    let kind = if fir_only {
-        KeyframeRequestKind::Fir
+fn request_keyframe(
+    rtc: &mut str0m::Rtc,
+    mid: str0m::media::Mid,
+    fir_only: bool,
+    m: &crate::metrics::Metrics,
+) {
+    let (kind, label) = if fir_only {
+        (KeyframeRequestKind::Fir, "fir")
     } else {
-        KeyframeRequestKind::Pli
+        (KeyframeRequestKind::Pli, "pli")
     };
     if let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, None) {
         rx.request_keyframe(kind);
+        m.keyframe_requests.with_label_values(&[label]).inc();
     }
 }
 
@@ -821,12 +854,17 @@ fn on_event(
     e: Event,
     now: Instant,
     shard: usize,
-    gop_enabled: bool,
+    shared: &Shared,
     actions: &mut Vec<Action>,
 ) {
+    let gop_enabled = shared.gop_enabled;
+    let m = &shared.metrics;
     match e {
         Event::Connected => {
             peer.connected = true;
+            m.connect_seconds
+                .with_label_values(&[peer.role()])
+                .observe(now.saturating_duration_since(peer.created).as_secs_f64());
             info!(peer = peer.id, stream = %peer.publication.name, role = peer.role(), setup_ms = now.saturating_duration_since(peer.created).as_millis() as u64, "connected");
             match &mut peer.kind {
                 PeerKind::Publisher(_) => peer.publication.connected.store(true, Ordering::Relaxed),
@@ -892,6 +930,8 @@ fn on_event(
             }
             let publication = &peer.publication;
             publication.packets_in.fetch_add(1, Ordering::Relaxed);
+            m.packets_in.inc();
+            m.bytes_in.inc_by(p.payload.len() as u64);
             publication
                 .bytes_in
                 .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
@@ -920,6 +960,7 @@ fn on_event(
             }
         }
         Event::KeyframeRequest(r) => {
+            m.viewer_keyframe_requests.inc();
             if let PeerKind::Viewer(v) = &mut peer.kind {
                 // Map the viewer's mid to the publisher track it carries.
                 if let Some(ti) = v

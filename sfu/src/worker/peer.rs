@@ -94,6 +94,8 @@ pub struct ViewerState {
     pub waiter: KeyframeWaiter,
     /// Packets forwarded.
     pub packets_out: u64,
+    /// Video packets forwarded.
+    pub packets_out_video: u64,
     /// Next GOP-replay tick, while replaying.
     pub replay_next: Option<Instant>,
 }
