@@ -35,9 +35,18 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        let app = server.app.clone();
         tokio::select! {
             _ = server.serve() => {}
-            _ = shutdown_signal() => tracing::info!("shutting down"),
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down: closing every session");
+                let n = tokio::task::spawn_blocking(move || {
+                    Server::shutdown(&app, std::time::Duration::from_secs(3))
+                })
+                .await
+                .unwrap_or(0);
+                tracing::info!(sessions = n, "shutdown complete");
+            }
         }
     });
 }

@@ -76,6 +76,28 @@ impl Server {
         })
     }
 
+    /// Close every session properly (RTCP BYE + DTLS close_notify to each
+    /// peer) and wait for the workers, at most `timeout`. Returns the number
+    /// of sessions closed.
+    pub fn shutdown(app: &App, timeout: std::time::Duration) -> usize {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = app.shared.shards.len();
+        for s in 0..n {
+            app.shared
+                .send_control(s, crate::worker::ShardMsg::Shutdown(tx.clone()));
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut closed = 0;
+        for _ in 0..n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(c) => closed += c,
+                Err(_) => break,
+            }
+        }
+        closed
+    }
+
     /// Serve HTTP until the task is dropped.
     pub async fn serve(mut self) {
         let listener = self.listener.take().expect("serve once");

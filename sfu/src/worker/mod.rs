@@ -93,6 +93,8 @@ pub enum ShardMsg {
         /// Cached packets, keyframe first.
         packets: Vec<Arc<MediaPacket>>,
     },
+    /// Close every peer properly (RTCP BYE, DTLS close_notify), then ack.
+    Shutdown(std::sync::mpsc::Sender<usize>),
     /// A publication ended: close its local viewers.
     PublicationEnded {
         /// Publication id.
@@ -241,6 +243,14 @@ impl Worker {
             } => {
                 self.replay(viewer, track, packets, Instant::now());
                 self.run_actions();
+            }
+            ShardMsg::Shutdown(ack) => {
+                let ids: Vec<u64> = self.peers.keys().copied().collect();
+                let n = ids.len();
+                for id in ids {
+                    self.close_peer(id, "server shutdown");
+                }
+                let _ = ack.send(n);
             }
             ShardMsg::PublicationEnded { publication } => {
                 let viewers = self.subs.remove(&publication).unwrap_or_default();
