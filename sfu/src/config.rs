@@ -310,6 +310,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn example_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sfu.toml");
+        let c = Config::resolve(Cli {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.http.port(), 8080);
+        assert_eq!(c.udp.port(), 8189);
+        assert!(c.gop.enabled);
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = std::env::temp_dir().join(format!("sfu-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
