@@ -153,6 +153,7 @@ pub struct Worker {
     subs: HashMap<u64, Vec<u64>>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     actions: Vec<Action>,
+    spare: Vec<Action>,
 }
 
 impl Worker {
@@ -164,7 +165,8 @@ impl Worker {
             peers: HashMap::new(),
             subs: HashMap::new(),
             timers: BinaryHeap::new(),
-            actions: Vec::new(),
+            actions: Vec::with_capacity(64),
+            spare: Vec::with_capacity(64),
         }
     }
 
@@ -448,10 +450,13 @@ impl Worker {
 
     fn run_actions(&mut self) {
         while !self.actions.is_empty() {
-            let batch = std::mem::take(&mut self.actions);
-            for a in batch {
+            // Swap buffers instead of allocating one per batch.
+            let mut batch = std::mem::take(&mut self.spare);
+            std::mem::swap(&mut batch, &mut self.actions);
+            for a in batch.drain(..) {
                 self.run_action(a);
             }
+            self.spare = batch;
         }
     }
 
