@@ -139,6 +139,7 @@ fn make_clip(seconds: u32, gop: u32) -> Clip {
 pub async fn start_server(workers: usize) -> String {
     start_server_with(Config {
         workers,
+        rate_limit: 0.0,
         ..Config::default()
     })
     .await

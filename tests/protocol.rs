@@ -257,4 +257,25 @@ a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=candidate:2 1 udp 21307
     let r = req(&base, "DELETE", &vpath, &[auth], None).await;
     assert_eq!(r.status, 404);
     assert_eq!(publisher.close().await.unwrap(), 200);
+
+    // A flood of POSTs from one address gets 429 + Retry-After (20/s, burst 100).
+    let mut limited = None;
+    for i in 0..300 {
+        let r = req(
+            &base,
+            "POST",
+            "/whip/flood",
+            &[("content-type", "text/plain")],
+            Some("x"),
+        )
+        .await;
+        if r.status == 429 {
+            limited = Some((i, r.header("retry-after").map(str::to_string)));
+            break;
+        }
+        assert_eq!(r.status, 415);
+    }
+    let (after, retry) = limited.expect("no 429 after 300 POSTs");
+    assert!((90..=200).contains(&after), "429 after {after} requests");
+    assert_eq!(retry.as_deref(), Some("1"));
 }

@@ -51,6 +51,9 @@ pub struct Cli {
     /// Require If-Match on PATCH (428 without it) [default: false].
     #[arg(long, env = "SFU_STRICT_IF_MATCH")]
     pub strict_if_match: bool,
+    /// POST/PATCH/DELETE per client IP per second; 0 disables [default: 20].
+    #[arg(long, env = "SFU_RATE_LIMIT", value_name = "PER_SEC")]
+    pub rate_limit: Option<f64>,
     /// Disable the GOP cache (joining viewers then wait for a fresh keyframe).
     #[arg(long, env = "SFU_NO_GOP_CACHE")]
     pub no_gop_cache: bool,
@@ -86,6 +89,8 @@ pub struct FileConfig {
     pub max_sessions: Option<usize>,
     /// See [`Cli::strict_if_match`].
     pub strict_if_match: Option<bool>,
+    /// See [`Cli::rate_limit`].
+    pub rate_limit: Option<f64>,
     /// GOP cache on/off [default: true].
     pub gop_cache: Option<bool>,
     /// GOP cache bound in payload bytes per video track [default: 4194304].
@@ -169,6 +174,8 @@ pub struct Config {
     pub turn: Option<TurnSecret>,
     /// GOP cache settings.
     pub gop: GopSettings,
+    /// Requests per second per client IP (bursts of 5×, min 10); 0 = off.
+    pub rate_limit: f64,
 }
 
 /// GOP cache settings (instant start for joining viewers).
@@ -223,6 +230,7 @@ impl Default for Config {
             ice_servers: Vec::new(),
             turn: None,
             gop: GopSettings::default(),
+            rate_limit: 20.0,
         }
     }
 }
@@ -251,6 +259,7 @@ impl Config {
             c.streams = f.streams;
             c.ice_servers = f.ice_servers;
             c.turn = f.turn;
+            c.rate_limit = f.rate_limit.unwrap_or(c.rate_limit);
             c.gop.enabled = f.gop_cache.unwrap_or(c.gop.enabled);
             c.gop.max_bytes = f.gop_cache_max_bytes.unwrap_or(c.gop.max_bytes);
             if let Some(ms) = f.gop_cache_max_age_ms {
@@ -266,6 +275,13 @@ impl Config {
         c.log_format = cli.log_format.unwrap_or(c.log_format);
         c.max_sessions = cli.max_sessions.unwrap_or(c.max_sessions);
         c.strict_if_match |= cli.strict_if_match;
+        c.rate_limit = cli.rate_limit.unwrap_or(c.rate_limit);
+        if !(c.rate_limit >= 0.0 && c.rate_limit.is_finite()) {
+            anyhow::bail!(
+                "rate_limit must be a non-negative number (got {})",
+                c.rate_limit
+            );
+        }
         if cli.no_gop_cache {
             c.gop.enabled = false;
         }

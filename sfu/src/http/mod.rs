@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod ice_links;
+pub mod rate;
 pub mod response;
 pub mod sdpfrag;
 pub mod sessions;
@@ -150,6 +151,18 @@ fn method_not_allowed(allow: &'static str) -> Resp {
 }
 
 async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
+    if matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE)
+        && !app.rate.allow(remote.ip(), std::time::Instant::now())
+    {
+        info!(%remote, "rate limit exceeded: 429");
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from this address",
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();

@@ -37,12 +37,18 @@ pub struct App {
     pub cert: DtlsCert,
     next_id: AtomicU64,
     next_shard: AtomicUsize,
+    /// Per-IP limiter for POST/PATCH/DELETE.
+    pub rate: super::rate::RateLimiter,
 }
 
 impl App {
     /// New application state.
     pub fn new(shared: Arc<Shared>, cert: DtlsCert, config: Config) -> App {
         App {
+            rate: super::rate::RateLimiter::new(
+                config.rate_limit,
+                (config.rate_limit * 5.0).max(10.0),
+            ),
             shared,
             config,
             cert,
