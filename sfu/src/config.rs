@@ -54,6 +54,10 @@ pub struct Cli {
     /// POST/PATCH/DELETE per client IP per second; 0 disables [default: 20].
     #[arg(long, env = "SFU_RATE_LIMIT", value_name = "PER_SEC")]
     pub rate_limit: Option<f64>,
+    /// Seconds viewers stay connected after their publisher left, waiting for
+    /// a new one on the same name [default: 30].
+    #[arg(long, env = "SFU_PUBLISHER_GRACE", value_name = "SECS")]
+    pub publisher_grace: Option<f64>,
     /// Disable the GOP cache (joining viewers then wait for a fresh keyframe).
     #[arg(long, env = "SFU_NO_GOP_CACHE")]
     pub no_gop_cache: bool,
@@ -91,6 +95,8 @@ pub struct FileConfig {
     pub strict_if_match: Option<bool>,
     /// See [`Cli::rate_limit`].
     pub rate_limit: Option<f64>,
+    /// See [`Cli::publisher_grace`] (seconds).
+    pub publisher_grace: Option<f64>,
     /// GOP cache on/off [default: true].
     pub gop_cache: Option<bool>,
     /// GOP cache bound in payload bytes per video track [default: 4194304].
@@ -176,6 +182,8 @@ pub struct Config {
     pub gop: GopSettings,
     /// Requests per second per client IP (bursts of 5×, min 10); 0 = off.
     pub rate_limit: f64,
+    /// Viewers wait this long for a new publisher after theirs left.
+    pub publisher_grace: std::time::Duration,
 }
 
 /// GOP cache settings (instant start for joining viewers).
@@ -231,6 +239,7 @@ impl Default for Config {
             turn: None,
             gop: GopSettings::default(),
             rate_limit: 20.0,
+            publisher_grace: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -260,6 +269,9 @@ impl Config {
             c.ice_servers = f.ice_servers;
             c.turn = f.turn;
             c.rate_limit = f.rate_limit.unwrap_or(c.rate_limit);
+            if let Some(g) = f.publisher_grace {
+                c.publisher_grace = secs("publisher_grace", g)?;
+            }
             c.gop.enabled = f.gop_cache.unwrap_or(c.gop.enabled);
             c.gop.max_bytes = f.gop_cache_max_bytes.unwrap_or(c.gop.max_bytes);
             if let Some(ms) = f.gop_cache_max_age_ms {
@@ -276,6 +288,9 @@ impl Config {
         c.max_sessions = cli.max_sessions.unwrap_or(c.max_sessions);
         c.strict_if_match |= cli.strict_if_match;
         c.rate_limit = cli.rate_limit.unwrap_or(c.rate_limit);
+        if let Some(g) = cli.publisher_grace {
+            c.publisher_grace = secs("publisher_grace", g)?;
+        }
         if !(c.rate_limit >= 0.0 && c.rate_limit.is_finite()) {
             anyhow::bail!(
                 "rate_limit must be a non-negative number (got {})",
@@ -319,6 +334,11 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+fn secs(key: &str, v: f64) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| anyhow::anyhow!("{key} must be a non-negative number of seconds (got {v})"))
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use crate::codecs::Chosen;
 use crate::demux::PeerRef;
 use dashmap::DashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 /// One live publisher on a stream name and what viewers need to know about it.
@@ -17,10 +17,16 @@ pub struct Publication {
     pub id: u64,
     /// Stream name (`/whip/{name}`).
     pub name: String,
-    /// The publisher's tracks: one format per audio/video m-line.
-    pub tracks: Vec<Chosen>,
-    /// Where the publisher peer lives.
-    pub publisher: PeerRef,
+    /// The publisher's tracks: one format per audio/video m-line. Replaced when
+    /// a compatible publisher is spliced in.
+    pub tracks: RwLock<Vec<Chosen>>,
+    /// Where the current publisher peer lives.
+    pub publisher: Mutex<PeerRef>,
+    /// A publisher is attached (false during the grace period after it left).
+    pub live: AtomicBool,
+    /// Incremented on every splice; part of each packet's source identity so
+    /// viewers re-base at the new publisher's first keyframe.
+    pub generation: AtomicU64,
     /// Viewers of this publication per worker (index = worker).
     pub viewers_per_shard: Vec<AtomicU32>,
     /// ICE+DTLS of the publisher is up.
@@ -36,6 +42,45 @@ pub struct Publication {
 }
 
 impl Publication {
+    /// The current publisher.
+    pub fn publisher(&self) -> PeerRef {
+        *self.publisher.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the current tracks.
+    pub fn tracks(&self) -> Vec<Chosen> {
+        self.tracks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// True when `new` can replace the current tracks without renegotiating
+    /// viewers: same kinds and codecs, in the same order.
+    pub fn compatible(&self, new: &[Chosen]) -> bool {
+        let cur = self.tracks.read().unwrap_or_else(|e| e.into_inner());
+        cur.len() == new.len()
+            && cur.iter().zip(new).all(|(a, b)| {
+                a.kind == b.kind && a.codec == b.codec && a.clock_rate == b.clock_rate
+            })
+    }
+
+    /// Attach a new publisher (splice). Returns false if one is attached.
+    pub fn splice(&self, publisher: PeerRef, tracks: Vec<Chosen>) -> bool {
+        if self
+            .live
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        *self.publisher.lock().unwrap_or_else(|e| e.into_inner()) = publisher;
+        *self.tracks.write().unwrap_or_else(|e| e.into_inner()) = tracks;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.connected.store(false, Ordering::Relaxed);
+        true
+    }
+
     /// Total viewers over all workers.
     pub fn viewers(&self) -> u32 {
         self.viewers_per_shard

@@ -45,6 +45,7 @@ impl Server {
             sockets: sockets.clone(),
             gop_enabled: cfg.gop.enabled,
             metrics: crate::metrics::Metrics::new(),
+            publisher_grace: cfg.publisher_grace,
         });
         for (i, rx) in rxs.into_iter().enumerate() {
             let w = Worker::new(i, shared.clone());

@@ -303,8 +303,14 @@ pub fn stream_json(p: &crate::registry::Publication) -> serde_json::Value {
         {
             serde_json::json!({
                 "name": p.name,
-                "publisher": if p.connected.load(Ordering::Relaxed) { "live" } else { "connecting" },
-                "codecs": p.tracks.iter().map(|t| t.describe()).collect::<Vec<_>>(),
+                "publisher": if !p.live.load(Ordering::Relaxed) {
+                    "gone"
+                } else if p.connected.load(Ordering::Relaxed) {
+                    "live"
+                } else {
+                    "connecting"
+                },
+                "codecs": p.tracks().iter().map(|t| t.describe()).collect::<Vec<_>>(),
                 "bitrate_in_bps": p.bitrate_in.load(Ordering::Relaxed),
                 "packets_in": p.packets_in.load(Ordering::Relaxed),
                 "viewers": p.viewers(),

@@ -18,8 +18,8 @@ use crate::worker::peer::{
 use crate::worker::{ShardMsg, Shared};
 use hyper::StatusCode;
 use hyper::header::{HeaderValue, LOCATION, RETRY_AFTER};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
@@ -168,39 +168,72 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
     };
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
     let shard = app.place();
+    let me = PeerRef { shard, id };
     let nshards = app.shared.shards.len();
-    let publication = Arc::new(Publication {
-        id,
-        name: stream.to_string(),
-        tracks: tracks.clone(),
-        publisher: PeerRef { shard, id },
-        viewers_per_shard: (0..nshards).map(|_| AtomicU32::new(0)).collect(),
-        connected: AtomicBool::new(false),
-        bytes_in: AtomicU64::new(0),
-        packets_in: AtomicU64::new(0),
-        bitrate_in: AtomicU64::new(0),
-        created: Instant::now(),
-    });
-    {
+    let fresh = || {
+        Arc::new(Publication {
+            id,
+            name: stream.to_string(),
+            tracks: RwLock::new(tracks.clone()),
+            publisher: Mutex::new(me),
+            live: AtomicBool::new(true),
+            generation: AtomicU64::new(0),
+            viewers_per_shard: (0..nshards).map(|_| AtomicU32::new(0)).collect(),
+            connected: AtomicBool::new(false),
+            bytes_in: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            bitrate_in: AtomicU64::new(0),
+            created: Instant::now(),
+        })
+    };
+    let publication = {
         use dashmap::mapref::entry::Entry;
         match app.shared.registry.streams.entry(stream.to_string()) {
-            Entry::Occupied(_) => {
-                info!(stream, "WHIP refused: stream already has a publisher");
-                return error(
-                    StatusCode::CONFLICT,
-                    format!("stream '{stream}' already has a publisher"),
-                );
+            Entry::Occupied(mut o) => {
+                let cur = o.get().clone();
+                if cur.compatible(&tracks) && cur.splice(me, tracks.clone()) {
+                    info!(
+                        stream,
+                        "new publisher spliced in: viewers keep their sessions"
+                    );
+                    cur
+                } else if cur.live.load(Ordering::Acquire) {
+                    info!(stream, "WHIP refused: stream already has a publisher");
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!("stream '{stream}' already has a publisher"),
+                    );
+                } else {
+                    info!(
+                        stream,
+                        "new publisher has other codecs: ending the old viewers' sessions"
+                    );
+                    // (The entry is locked here: replace it, then close the
+                    // old viewers; no second registry access.)
+                    let p = fresh();
+                    o.insert(p.clone());
+                    close_viewers(app, &cur);
+                    p
+                }
             }
             Entry::Vacant(v) => {
-                v.insert(publication.clone());
+                let p = fresh();
+                v.insert(p.clone());
+                p
             }
         }
-    }
+    };
     let unpublish = || {
-        app.shared
-            .registry
-            .streams
-            .remove_if(stream, |_, p| p.id == id);
+        if publication.id == id {
+            app.shared
+                .registry
+                .streams
+                .remove_if(stream, |_, p| p.id == id);
+        } else {
+            // A failed splice: nobody publishes any more.
+            publication.live.store(false, Ordering::Release);
+            end_publication(app, &publication);
+        }
     };
     let refs: Vec<&Chosen> = tracks.iter().collect();
     let (mut rtc, creds) = match app.build_rtc(&refs) {
@@ -303,7 +336,17 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
             .insert(RETRY_AFTER, HeaderValue::from_static("2"));
         return r;
     };
-    let chosen = match codecs::choose_viewer(&offer, &publication.tracks) {
+    if !publication.live.load(Ordering::Acquire) {
+        let mut r = error(
+            StatusCode::CONFLICT,
+            format!("stream '{stream}' has no live publisher"),
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        return r;
+    }
+    let pub_tracks = publication.tracks();
+    let chosen = match codecs::choose_viewer(&offer, &pub_tracks) {
         Ok(c) => c,
         Err(e) => {
             info!(stream, "WHEP offer refused: {e}");
@@ -319,8 +362,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let mut tracks: Vec<Option<ViewerTrack>> =
-        (0..publication.tracks.len()).map(|_| None).collect();
+    let mut tracks: Vec<Option<ViewerTrack>> = (0..pub_tracks.len()).map(|_| None).collect();
     for (ti, c) in &chosen {
         let Some(mid) = mid_of(&offer, c.mline) else {
             continue;
@@ -332,7 +374,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         tracks[*ti] = Some(ViewerTrack {
             mid,
             pt: c.pt.into(),
-            rewrite: Rewrite::new(publication.tracks[*ti].clock_rate, video, random_seq()),
+            rewrite: Rewrite::new(pub_tracks[*ti].clock_rate, video, random_seq()),
             nackable: video,
             video,
             replay: Replay::Off,
@@ -370,6 +412,24 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
     );
     info!(stream, session = %session, "WHEP session created");
     created(app, Role::Viewer, stream, &session, answer)
+}
+
+/// Remove a publication and close all its viewers (on every worker).
+/// Must not be called while holding a registry entry.
+pub fn end_publication(app: &App, p: &Publication) {
+    app.shared
+        .registry
+        .streams
+        .remove_if(&p.name, |_, x| x.id == p.id);
+    close_viewers(app, p);
+}
+
+/// Close all viewers of a publication on every worker.
+fn close_viewers(app: &App, p: &Publication) {
+    for s in 0..app.shared.shards.len() {
+        app.shared
+            .send_control(s, ShardMsg::PublicationEnded { publication: p.id });
+    }
 }
 
 /// `DELETE /{whip|whep}/{stream}/{session}` → 200, or 404 if unknown.

@@ -121,6 +121,8 @@ pub struct Shared {
     pub gop_enabled: bool,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// How long viewers wait for a new publisher after theirs left.
+    pub publisher_grace: Duration,
 }
 
 impl Shared {
@@ -154,6 +156,8 @@ pub struct Worker {
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     actions: Vec<Action>,
     spare: Vec<Action>,
+    /// Publications whose publisher left: (deadline, publication, generation).
+    grace: Vec<(Instant, Arc<Publication>, u64)>,
 }
 
 impl Worker {
@@ -167,6 +171,7 @@ impl Worker {
             timers: BinaryHeap::new(),
             actions: Vec::with_capacity(64),
             spare: Vec::with_capacity(64),
+            grace: Vec::new(),
         }
     }
 
@@ -175,12 +180,17 @@ impl Worker {
         loop {
             let now = Instant::now();
             self.fire_timers(now);
+            self.end_expired_publications(now);
             let wait = self
                 .timers
                 .peek()
                 .map(|Reverse((t, _))| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_millis(500))
-                .min(Duration::from_millis(500));
+                .min(Duration::from_millis(if self.grace.is_empty() {
+                    500
+                } else {
+                    100
+                }));
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
                     self.handle(msg);
@@ -432,7 +442,7 @@ impl Worker {
                             .filter(|(_, t)| t.as_ref().is_some_and(|t| t.video))
                         {
                             self.actions.push(Action::Keyframe {
-                                publisher: peer.publication.publisher,
+                                publisher: peer.publication.publisher(),
                                 track: ti,
                             });
                         }
@@ -606,9 +616,15 @@ impl Worker {
                 true
             }
             NeedKeyframe => {
-                if v.waiter.ask_if_due(now) {
+                // A new source (spliced publisher) needs a keyframe: wait again.
+                let ask = if v.waiter.is_waiting() {
+                    v.waiter.ask_if_due(now)
+                } else {
+                    v.waiter.on_loss(now)
+                };
+                if ask {
                     self.actions.push(Action::Keyframe {
-                        publisher: peer.publication.publisher,
+                        publisher: peer.publication.publisher(),
                         track: pkt.track,
                     });
                 }
@@ -722,6 +738,49 @@ impl Worker {
         }
     }
 
+    /// Remove a publication and close its viewers on every worker.
+    fn end_publication(&mut self, publication: &Arc<Publication>) {
+        self.shared
+            .registry
+            .streams
+            .remove_if(&publication.name, |_, p| p.id == publication.id);
+        for (s, tx) in self.shared.shards.iter().enumerate() {
+            if s != self.idx {
+                let _ = tx.send(ShardMsg::PublicationEnded {
+                    publication: publication.id,
+                });
+            }
+        }
+        let viewers = self.subs.remove(&publication.id).unwrap_or_default();
+        for v in viewers {
+            self.close_peer(v, "publisher ended");
+        }
+    }
+
+    /// End publications whose grace period passed without a new publisher.
+    fn end_expired_publications(&mut self, now: Instant) {
+        if self.grace.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.grace.retain(|(t, p, g)| {
+            let spliced =
+                p.live.load(Ordering::Acquire) || p.generation.load(Ordering::Acquire) != *g;
+            if spliced {
+                return false;
+            }
+            if now >= *t {
+                due.push(p.clone());
+                return false;
+            }
+            true
+        });
+        for p in due {
+            info!(stream = %p.name, "publisher did not return within the grace period");
+            self.end_publication(&p);
+        }
+    }
+
     /// End a peer: DTLS close_notify + RTCP BYE, unregister everything.
     fn close_peer(&mut self, id: u64, reason: &'static str) {
         let Some(mut peer) = self.peers.remove(&id) else {
@@ -752,20 +811,19 @@ impl Worker {
         let publication = peer.publication.clone();
         match &peer.kind {
             PeerKind::Publisher(_) => {
-                self.shared
-                    .registry
-                    .streams
-                    .remove_if(&publication.name, |_, p| p.id == publication.id);
-                for (s, tx) in self.shared.shards.iter().enumerate() {
-                    if s != self.idx {
-                        let _ = tx.send(ShardMsg::PublicationEnded {
-                            publication: publication.id,
-                        });
+                if publication.publisher() == me {
+                    publication.live.store(false, Ordering::Release);
+                    publication.connected.store(false, Ordering::Relaxed);
+                    let grace = self.shared.publisher_grace;
+                    if publication.viewers() == 0 || grace.is_zero() {
+                        self.end_publication(&publication);
+                    } else {
+                        // Viewers stay for the grace period: a compatible new
+                        // publisher on the same name is spliced in.
+                        let generation = publication.generation.load(Ordering::Acquire);
+                        self.grace
+                            .push((Instant::now() + grace, publication.clone(), generation));
                     }
-                }
-                let viewers = self.subs.remove(&publication.id).unwrap_or_default();
-                for v in viewers {
-                    self.close_peer(v, "publisher ended");
                 }
             }
             PeerKind::Viewer(_) => {
@@ -891,14 +949,14 @@ fn on_event(
                         };
                         if ask {
                             actions.push(Action::Keyframe {
-                                publisher: peer.publication.publisher,
+                                publisher: peer.publication.publisher(),
                                 track: ti,
                             });
                         }
                         if gop_enabled {
                             t.replay = Replay::Awaiting(Vec::new());
                             actions.push(Action::GopRequest {
-                                publisher: peer.publication.publisher,
+                                publisher: peer.publication.publisher(),
                                 track: ti,
                                 viewer: PeerRef { shard, id: peer.id },
                             });
@@ -957,7 +1015,7 @@ fn on_event(
             let pkt = Arc::new(MediaPacket {
                 publication: publication.id,
                 track,
-                source: (*ssrc as u64) | (publication.id << 32),
+                source: (*ssrc as u64) | (publication.generation.load(Ordering::Relaxed) << 32),
                 seq: *p.seq_no,
                 ts: p.header.timestamp,
                 marker: p.header.marker,
@@ -984,7 +1042,7 @@ fn on_event(
                     .position(|t| t.as_ref().is_some_and(|t| t.mid == r.mid))
                 {
                     actions.push(Action::Keyframe {
-                        publisher: peer.publication.publisher,
+                        publisher: peer.publication.publisher(),
                         track: ti,
                     });
                 }

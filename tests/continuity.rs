@@ -1,0 +1,151 @@
+//! Publisher continuity: when a publisher leaves, its viewers stay for a grace
+//! period; a new publisher with the same codecs on the same name is spliced in
+//! with continuous sequence numbers and timestamps; an incompatible one, or
+//! the end of the grace period, ends the viewers' sessions.
+
+use e2e::{clip, drain, publish_clip, start_server_with};
+use sfu::client::{ClientEvent, Options, Received, Session, Track};
+use sfu::config::Config;
+use std::time::Duration;
+use str0m::media::MediaKind;
+
+const CONNECT: Duration = Duration::from_secs(10);
+
+fn config(grace: Duration) -> Config {
+    Config {
+        workers: 2,
+        rate_limit: 0.0,
+        publisher_grace: grace,
+        ..Config::default()
+    }
+}
+
+fn closed(rx: &[ClientEvent]) -> bool {
+    rx.iter().any(|e| matches!(e, ClientEvent::Closed(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_publisher_is_spliced_into_live_viewers() {
+    let clip = clip(3);
+    let base = start_server_with(config(Duration::from_secs(30))).await;
+    let url = format!("{base}/whip/cam");
+    let mut a = Session::publish(&url, Options::default()).await.unwrap();
+    a.wait_connected(CONNECT).await.unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    publish_clip(&a, clip).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.close().await.unwrap(), 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // A second publisher on the same name, same codecs: spliced in.
+    let mut b = Session::publish(&url, Options::default()).await.unwrap();
+    b.wait_connected(CONNECT).await.unwrap();
+    publish_clip(&b, clip).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let mut events = Vec::new();
+    while let Ok(e) = viewer.events.try_recv() {
+        events.push(e);
+    }
+    assert!(
+        !closed(&events),
+        "the viewer's session survived the publisher change"
+    );
+    let mut video: Vec<Received> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Rtp(r) if r.kind == MediaKind::Video => Some(r),
+            _ => None,
+        })
+        .collect();
+    video.sort_by_key(|r| r.seq);
+    let one = clip.video_payloads();
+    assert_eq!(
+        video.len(),
+        2 * one.len(),
+        "both publishers' packets arrived"
+    );
+    for (i, r) in video.iter().enumerate() {
+        assert_eq!(*r.payload, *one[i % one.len()], "payload {i}");
+        if i > 0 {
+            assert_eq!(r.seq, video[i - 1].seq + 1, "sequence continuous at {i}");
+            assert!(
+                r.ts.wrapping_sub(video[i - 1].ts) < 90_000 * 5,
+                "timestamps keep increasing at {i}"
+            );
+        }
+    }
+    // The splice point: B's first packet comes after A's last, with the
+    // timestamp advanced by roughly the wall-clock pause (≥ 0.5 s).
+    let k = one.len();
+    let step = video[k].ts.wrapping_sub(video[k - 1].ts);
+    assert!(step >= 45_000, "timestamp step across the splice: {step}");
+    assert_eq!(viewer.close().await.unwrap(), 200);
+    assert_eq!(b.close().await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_end_after_the_grace_period() {
+    let base = start_server_with(config(Duration::from_secs(1))).await;
+    let mut a = Session::publish(&format!("{base}/whip/cam"), Options::default())
+        .await
+        .unwrap();
+    a.wait_connected(CONNECT).await.unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    assert_eq!(a.close().await.unwrap(), 200);
+    // Still there right after the publisher left ...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut events = Vec::new();
+    while let Ok(e) = viewer.events.try_recv() {
+        events.push(e);
+    }
+    assert!(!closed(&events), "closed before the grace period ended");
+    // ... and closed (DTLS close_notify) once it has passed.
+    let mut got = false;
+    for _ in 0..50 {
+        if let Some(ClientEvent::Closed(_)) = viewer.next_event(Duration::from_millis(100)).await {
+            got = true;
+            break;
+        }
+    }
+    assert!(got, "viewer not closed after the grace period");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incompatible_publisher_ends_old_viewers() {
+    let base = start_server_with(config(Duration::from_secs(30))).await;
+    let url = format!("{base}/whip/cam");
+    let mut a = Session::publish(&url, Options::default()).await.unwrap();
+    a.wait_connected(CONNECT).await.unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    assert_eq!(a.close().await.unwrap(), 200);
+    let vp8 = Options {
+        tracks: vec![Track::Opus, Track::Vp8],
+        ..Options::default()
+    };
+    let mut b = Session::publish(&url, vp8).await.unwrap();
+    b.wait_connected(CONNECT).await.unwrap();
+    let mut got = false;
+    for _ in 0..50 {
+        if let Some(ClientEvent::Closed(_)) = viewer.next_event(Duration::from_millis(100)).await {
+            got = true;
+            break;
+        }
+    }
+    assert!(
+        got,
+        "H.264 viewer must be told to re-POST when the stream becomes VP8"
+    );
+    let mut rx = Vec::new();
+    drain(&mut viewer, &mut rx);
+    let _ = b.close().await;
+}
