@@ -162,7 +162,7 @@ pub fn choose_publisher(offer: &Offer) -> Result<Vec<Chosen>, CodecError> {
     let mut out = Vec::new();
     let (mut audio, mut video) = (false, false);
     for (i, m) in offer.media.iter().enumerate() {
-        if m.kind == Kind::Other || m.port == 0 {
+        if m.kind == Kind::Other || !m.active() {
             continue;
         }
         let (seen, label) = if m.kind == Kind::Audio {
@@ -244,7 +244,7 @@ pub fn choose_viewer(offer: &Offer, tracks: &[Chosen]) -> Result<Vec<(usize, Cho
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for (i, m) in offer.media.iter().enumerate() {
-        if m.kind == Kind::Other || m.port == 0 {
+        if m.kind == Kind::Other || !m.active() {
             continue;
         }
         if matches!(m.dir, Dir::SendOnly | Dir::Inactive) {

@@ -78,6 +78,16 @@ pub struct MediaSection {
     pub formats: Vec<OfferedFormat>,
     /// `a=rid` lines present (simulcast, RFC 8851).
     pub rids: usize,
+    /// `a=bundle-only` (RFC 8843 §6): port 0 but part of the BUNDLE group.
+    pub bundle_only: bool,
+}
+
+impl MediaSection {
+    /// The m-line is in use: a non-zero port, or port 0 with `a=bundle-only`
+    /// (JSEP §5.2.1: `max-bundle` offers mark every m-line but the first so).
+    pub fn active(&self) -> bool {
+        self.port != 0 || self.bundle_only
+    }
 }
 
 /// Summary of an offer.
@@ -180,6 +190,7 @@ pub fn scan(sdp: &str) -> Result<Offer, ScanError> {
                     mid: None,
                     formats,
                     rids: 0,
+                    bundle_only: false,
                 });
             }
             b'a' => {
@@ -205,6 +216,7 @@ pub fn scan(sdp: &str) -> Result<Offer, ScanError> {
                     "inactive" => m.dir = Dir::Inactive,
                     "mid" => m.mid = Some(rest.trim().to_string()),
                     "rid" => m.rids += 1,
+                    "bundle-only" => m.bundle_only = true,
                     "rtpmap" => {
                         let (pt, enc) = rest
                             .split_once(' ')
@@ -284,6 +296,16 @@ a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
         assert_eq!(v.formats[0].fmtp_param("profile-level-id"), Some("42e01f"));
         assert_eq!(v.formats[0].fmtp_param("PACKETIZATION-MODE"), Some("1"));
         assert_eq!(v.formats[1].rtx_apt(), Some(96));
+    }
+
+    #[test]
+    fn bundle_only_port_zero_is_active() {
+        let o = scan(&OFFER.replace("m=audio 9 ", "m=audio 0 ").replace("a=mid:0\r\n", "a=mid:0\r\na=bundle-only\r\n"))
+            .unwrap();
+        assert_eq!(o.media[0].port, 0);
+        assert!(o.media[0].active());
+        let rejected = scan(&OFFER.replace("m=audio 9 ", "m=audio 0 ")).unwrap();
+        assert!(!rejected.media[0].active());
     }
 
     #[test]

@@ -1,0 +1,75 @@
+// Headless Chromium WHEP viewer through the server's own /watch.html page.
+//
+// usage: node play.mjs --base http://IP:8080 --stream NAME [--duration S] [--timeout S] [--wait-go]
+//
+// Opens /watch.html?stream=NAME, waits for window.sfuPlayer.framesDecoded > 0
+// (and a known video size), keeps watching for --duration seconds, then prints
+// {"event":"result", width, height, ttffMs, framesDecoded, ...}. ttffMs is the
+// page's own POST → first presented frame time. Exit status 0 iff frames were
+// decoded and the page logged no console error.
+import { emit, hardDeadline, launch, log, parseArgs, waitStdinLine } from './common.mjs';
+
+const a = parseArgs(process.argv.slice(2), { duration: '5', timeout: '10' });
+if (!a.base || !a.stream) { console.error('need --base and --stream'); process.exit(2); }
+const base = a.base.replace(/\/$/, '');
+const origin = new URL(base).origin;
+const duration = Number(a.duration) * 1000;
+const timeout = Number(a.timeout) * 1000;
+
+let b = null;
+const result = { event: 'result', client: 'chromium', ok: false, width: 0, height: 0, ttffMs: null, framesDecoded: 0 };
+hardDeadline(60000 + duration + timeout, async () => {
+  result.error = 'hard deadline';
+  if (b) result.consoleErrors = b.consoleErrors;
+  emit(result);
+  if (b) await b.close();
+});
+
+try {
+  b = await launch(origin);
+  const { page } = b;
+  await page.goto('about:blank');
+  emit({ event: 'ready' });
+  if (a.waitGo) log('stdin:', (await waitStdinLine()) ?? '<eof>');
+  const url = `${base}/watch.html?stream=${encodeURIComponent(a.stream)}`;
+  log('goto', url);
+  await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 15000 });
+  const t0 = Date.now();
+  const got = await page
+    .waitForFunction(
+      () => {
+        const P = window.sfuPlayer;
+        return P && (P.state === 'failed' || (P.framesDecoded > 0 && P.width > 0 && P.ttffMs != null));
+      },
+      null,
+      { timeout, polling: 50 },
+    )
+    .then(() => true, (e) => { result.error = 'no decoded frame: ' + e.message.split('\n')[0]; return false; });
+  const first = await page.evaluate(() => ({ ...window.sfuPlayer }));
+  log('first:', JSON.stringify(first));
+  if (first.state === 'failed') result.error = 'player failed: ' + first.error;
+  emit({ event: 'first-frame', ttff_ms: first.ttffMs, width: first.width, height: first.height });
+  if (got && first.state !== 'failed') {
+    const left = duration - (Date.now() - t0);
+    if (left > 0) await page.waitForTimeout(left);
+  }
+  const P = await page.evaluate(() => ({ ...window.sfuPlayer }));
+  const statsText = await page.evaluate(() => (document.getElementById('stats') || {}).textContent || '');
+  Object.assign(result, {
+    width: P.width, height: P.height, ttffMs: P.ttffMs ?? first.ttffMs, framesDecoded: P.framesDecoded,
+    state: P.state, playerError: P.error, stats: statsText, firstWidth: first.width, firstHeight: first.height,
+  });
+  // The watch page DELETEs its session on pagehide; navigate away to trigger it.
+  await page.goto('about:blank').catch(() => {});
+  await page.waitForTimeout(300);
+} catch (e) {
+  result.error = (result.error ? result.error + '; ' : '') + (e && e.message ? e.message : String(e));
+}
+if (b) {
+  result.consoleErrors = b.consoleErrors;
+  result.ok = result.framesDecoded > 0 && result.width > 0 && b.consoleErrors.length === 0 && !result.error;
+  if (!result.ok) result.consoleLog = b.consoleLog.slice(-30);
+  await b.close();
+}
+emit(result);
+process.exit(result.ok ? 0 : 1);
