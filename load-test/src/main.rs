@@ -1,1 +1,4 @@
-fn main() { println!("load-test: not yet implemented"); std::process::exit(2) }
+fn main() {
+    println!("load-test: not yet implemented");
+    std::process::exit(2)
+}

@@ -300,8 +300,12 @@ a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
 
     #[test]
     fn bundle_only_port_zero_is_active() {
-        let o = scan(&OFFER.replace("m=audio 9 ", "m=audio 0 ").replace("a=mid:0\r\n", "a=mid:0\r\na=bundle-only\r\n"))
-            .unwrap();
+        let o = scan(
+            &OFFER
+                .replace("m=audio 9 ", "m=audio 0 ")
+                .replace("a=mid:0\r\n", "a=mid:0\r\na=bundle-only\r\n"),
+        )
+        .unwrap();
         assert_eq!(o.media[0].port, 0);
         assert!(o.media[0].active());
         let rejected = scan(&OFFER.replace("m=audio 9 ", "m=audio 0 ")).unwrap();

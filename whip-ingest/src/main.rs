@@ -1,1 +1,4 @@
-fn main() { println!("whip-ingest: not yet implemented"); std::process::exit(2) }
+fn main() {
+    println!("whip-ingest: not yet implemented");
+    std::process::exit(2)
+}
