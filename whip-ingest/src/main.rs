@@ -1,4 +1,94 @@
+//! `whip-ingest`: publish an H.264 file, standard input or RTP from
+//! ffmpeg/GStreamer (described by an SDP file) to a WHIP server.
+//!
+//! ```text
+//! whip-ingest clip.h264 --loop --url http://127.0.0.1:8080/whip/cam1
+//! ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -c:v libx264 -profile:v baseline \
+//!   -bf 0 -g 60 -tune zerolatency -pix_fmt yuv420p -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp &
+//! whip-ingest x.sdp --url http://127.0.0.1:8080/whip/cam1
+//! rpicam-vid -t 0 --inline -o - | whip-ingest - --url http://pi:8080/whip/cam1
+//! ```
+//!
+//! Exit codes: 0 clean stop (Ctrl-C, SIGTERM, end of a file: the session is
+//! DELETEd), 2 bad arguments, 3 unusable source, 4 server refused,
+//! 5 server unreachable for `--give-up-after`.
+
+mod annexb;
+mod cli;
+mod media;
+mod publish;
+mod rtp;
+mod sdp;
+mod status;
+
+use clap::Parser;
+use cli::{Cli, EXIT_OK, Fail, SourceKind};
+use tokio::sync::{mpsc, watch};
+
 fn main() {
-    println!("whip-ingest: not yet implemented");
-    std::process::exit(2)
+    let cli = Cli::parse();
+    status::init_logging(cli.quiet, cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("whip-ingest: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(run(cli));
+    status::finish();
+    let code = match result {
+        Ok(()) => EXIT_OK,
+        Err(f) => {
+            eprintln!("whip-ingest: {}", f.msg);
+            f.code
+        }
+    };
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> Result<(), Fail> {
+    sfu::client::http::Url::parse(&cli.url).map_err(|e| Fail::usage(format!("--url: {e}")))?;
+    let kind = SourceKind::of(&cli.source).map_err(Fail::usage)?;
+    if cli.repeat && !matches!(kind, SourceKind::AnnexB(_)) {
+        return Err(Fail::usage(
+            "--loop needs a file source (PATH.h264 or PATH.264)",
+        ));
+    }
+    let (tx, rx) = mpsc::channel::<media::Media>(256);
+    let (go_tx, go_rx) = watch::channel(false);
+    let info = match kind {
+        SourceKind::AnnexB(path) => {
+            let (info, src) =
+                annexb::open_file(path, cli.repeat, cli.fps, cli.stall_timeout).await?;
+            tokio::spawn(src.run(tx, go_rx));
+            info
+        }
+        SourceKind::Stdin => {
+            let (info, src) = annexb::open_stdin(cli.fps, cli.stall_timeout);
+            tokio::spawn(src.run(tx, go_rx));
+            info
+        }
+        SourceKind::Sdp(path) => {
+            if cli.fps.is_some() {
+                tracing::warn!("--fps is ignored for RTP sources (they carry timestamps)");
+            }
+            let (info, src) = rtp::open_sdp(&path, cli.stall_timeout).await?;
+            tokio::spawn(src.run(tx));
+            info
+        }
+    };
+    let cfg = publish::Config {
+        url: cli.url.clone(),
+        token: cli.token.clone().filter(|t| !t.is_empty()),
+        give_up_after: cli.give_up_after,
+        status: status::Mode::detect(cli.quiet),
+        ice_servers_given: !cli.ice_servers.is_empty(),
+    };
+    publish::run(cfg, info, rx, go_tx).await
 }

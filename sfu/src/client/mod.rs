@@ -6,9 +6,11 @@
 //! Each session owns one UDP socket and a Tokio task that drives its `Rtc`;
 //! media goes in with [`Session::send`] and comes out as [`ClientEvent`]s.
 
+pub mod depay;
 pub mod h264;
 pub mod http;
 pub mod ogg;
 mod session;
+pub mod sps;
 
-pub use session::{ClientEvent, Options, OutPacket, Received, Session, Track};
+pub use session::{ClientEvent, Options, OutPacket, Received, Refused, Session, Signalling, Track};

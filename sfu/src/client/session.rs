@@ -46,6 +46,26 @@ impl Default for Options {
     }
 }
 
+/// HTTP signalling options beyond [`Options`] (see [`Session::publish_with`]).
+#[derive(Debug, Clone)]
+pub struct Signalling {
+    /// Extra request headers sent with the POST and the DELETE (e.g.
+    /// `User-Agent`). Names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// How many `307`/`308` redirects a POST follows (RFC 9725 §4.5); the
+    /// offer and `Authorization` are sent again to the new URL.
+    pub max_redirects: usize,
+}
+
+impl Default for Signalling {
+    fn default() -> Self {
+        Signalling {
+            headers: Vec::new(),
+            max_redirects: 5,
+        }
+    }
+}
+
 /// A received RTP packet (RTP mode: payload untouched).
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -108,6 +128,7 @@ pub struct Session {
     pub events: mpsc::UnboundedReceiver<ClientEvent>,
     cmd: mpsc::UnboundedSender<Cmd>,
     token: Option<String>,
+    extra_headers: Vec<(String, String)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -119,22 +140,47 @@ pub struct Refused {
     pub status: u16,
     /// Body (reason).
     pub body: String,
+    /// `Retry-After` in seconds, when the server sent one (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl Session {
     /// Publish over WHIP to `endpoint` (e.g. `http://127.0.0.1:8080/whip/cam`).
     pub async fn publish(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
-        Self::start(endpoint, opts, Direction::SendOnly).await
+        Self::start(endpoint, opts, Signalling::default(), Direction::SendOnly).await
+    }
+
+    /// [`Session::publish`] with extra signalling options.
+    pub async fn publish_with(
+        endpoint: &str,
+        opts: Options,
+        sig: Signalling,
+    ) -> anyhow::Result<Session> {
+        Self::start(endpoint, opts, sig, Direction::SendOnly).await
     }
 
     /// Play over WHEP from `endpoint` (e.g. `http://127.0.0.1:8080/whep/cam`).
     pub async fn play(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
-        Self::start(endpoint, opts, Direction::RecvOnly).await
+        Self::start(endpoint, opts, Signalling::default(), Direction::RecvOnly).await
     }
 
-    async fn start(endpoint: &str, opts: Options, dir: Direction) -> anyhow::Result<Session> {
+    /// [`Session::play`] with extra signalling options.
+    pub async fn play_with(
+        endpoint: &str,
+        opts: Options,
+        sig: Signalling,
+    ) -> anyhow::Result<Session> {
+        Self::start(endpoint, opts, sig, Direction::RecvOnly).await
+    }
+
+    async fn start(
+        endpoint: &str,
+        opts: Options,
+        sig: Signalling,
+        dir: Direction,
+    ) -> anyhow::Result<Session> {
         crate::server::install_crypto();
-        let url = Url::parse(endpoint)?;
+        let mut url = Url::parse(endpoint)?;
         let socket = bind_udp(SocketAddr::new(opts.bind_ip, 0))?;
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new().set_rtp_mode(true).clear_codecs();
@@ -186,11 +232,30 @@ impl Session {
         if let Some(a) = &auth {
             headers.push(("authorization", a.as_str()));
         }
-        let resp = request("POST", &url, &headers, Some(offer.to_sdp_string())).await?;
+        for (k, v) in &sig.headers {
+            headers.push((k.as_str(), v.as_str()));
+        }
+        let offer_sdp = offer.to_sdp_string();
+        let mut redirects = 0;
+        let resp = loop {
+            let resp = request("POST", &url, &headers, Some(offer_sdp.clone())).await?;
+            if matches!(resp.status, 307 | 308)
+                && redirects < sig.max_redirects
+                && let Some(to) = resp.header("location")
+            {
+                url = url.join(to)?;
+                redirects += 1;
+                continue;
+            }
+            break resp;
+        };
         if resp.status != 201 {
             return Err(Refused {
                 status: resp.status,
                 body: resp.body.trim().to_string(),
+                retry_after: resp
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse().ok()),
             }
             .into());
         }
@@ -213,6 +278,7 @@ impl Session {
             // A token given in the endpoint's query (`?token=`) authorizes the
             // DELETE too: the Location never carries it.
             token: opts.token.or_else(|| query_token(endpoint)),
+            extra_headers: sig.headers,
             task,
         })
     }
@@ -257,6 +323,9 @@ impl Session {
         let mut headers = Vec::new();
         if let Some(a) = &auth {
             headers.push(("authorization", a.as_str()));
+        }
+        for (k, v) in &self.extra_headers {
+            headers.push((k.as_str(), v.as_str()));
         }
         let resp = request("DELETE", &self.location, &headers, None).await;
         let _ = self.cmd.send(Cmd::Close);

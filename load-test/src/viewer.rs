@@ -1,0 +1,372 @@
+//! One WHEP viewer: joins with `sfu::client::Session::play` and accounts what
+//! it receives from RTP headers and payload starts only (no decoding).
+
+use crate::sei;
+use sfu::client::{ClientEvent, Options, Received, Refused, Session};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use str0m::media::MediaKind;
+use tokio::sync::{mpsc, watch};
+
+/// How long a join may take: POST + answer, then ICE + DTLS.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a viewer is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// POST sent, not connected yet.
+    Joining,
+    /// ICE + DTLS up.
+    Connected,
+    /// Setup failed: HTTP status (`"409"`) or a cause (`"timeout"`,
+    /// `"ice-timeout"`, `"error"`).
+    Failed(String),
+    /// The session ended after connecting.
+    Closed,
+}
+
+/// Sequence accounting for one RTP stream within the measurement window.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SeqCount {
+    lo: Option<u64>,
+    hi: u64,
+    /// Packets received.
+    pub received: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+}
+
+impl SeqCount {
+    fn on(&mut self, seq: u64, len: usize) {
+        match self.lo {
+            None => {
+                self.lo = Some(seq);
+                self.hi = seq;
+            }
+            Some(lo) => {
+                self.lo = Some(lo.min(seq));
+                self.hi = self.hi.max(seq);
+            }
+        }
+        self.received += 1;
+        self.bytes += len as u64;
+    }
+
+    /// Packets expected: highest − lowest + 1 after the first packet.
+    pub fn expected(&self) -> u64 {
+        self.lo.map_or(0, |lo| self.hi - lo + 1)
+    }
+
+    /// Packets missing (never negative).
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received)
+    }
+}
+
+/// Everything one viewer measured.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Life cycle.
+    pub state: State,
+    /// When the POST was sent.
+    pub post_at: Instant,
+    /// POST → connected.
+    pub connect: Option<Duration>,
+    /// POST → first video packet of a keyframe.
+    pub first_key_packet: Option<Duration>,
+    /// POST → first complete keyframe access unit.
+    pub first_frame: Option<Duration>,
+    /// Window counters: video.
+    pub video: SeqCount,
+    /// Window counters: audio.
+    pub audio: SeqCount,
+    /// Window: per-frame added latency (send → last packet), ms.
+    pub frame_latency_ms: Vec<f32>,
+    /// Window: per-packet latency of the SEI packet (send → arrival), ms.
+    pub packet_latency_ms: Vec<f32>,
+    /// Measurement window on (latency samples are kept).
+    pub measuring: bool,
+}
+
+impl Stats {
+    /// Fresh stats of a viewer whose POST is sent at `post_at`.
+    pub fn new(post_at: Instant) -> Stats {
+        Stats {
+            state: State::Joining,
+            post_at,
+            connect: None,
+            first_key_packet: None,
+            first_frame: None,
+            video: SeqCount::default(),
+            audio: SeqCount::default(),
+            frame_latency_ms: Vec::new(),
+            packet_latency_ms: Vec::new(),
+            measuring: false,
+        }
+    }
+
+    /// Start a new measurement window: clear window counters.
+    pub fn start_window(&mut self) {
+        self.video = SeqCount::default();
+        self.audio = SeqCount::default();
+        self.frame_latency_ms.clear();
+        self.packet_latency_ms.clear();
+        self.measuring = true;
+    }
+}
+
+/// Per-viewer state that only its task touches.
+struct Track {
+    /// Frame assembly for TTFF.
+    cur_ts: Option<u32>,
+    cur_ok: bool,
+    cur_idr: bool,
+    last_seq: Option<u64>,
+    last_marker: bool,
+    /// Pending SEI timestamp: (rtp ts, send instant).
+    pending: Option<(u32, Instant)>,
+}
+
+/// NAL type of a payload's first NAL unit (FU-A: the fragmented unit's type
+/// and whether this is its start fragment).
+fn first_nal(p: &[u8]) -> (u8, bool) {
+    match p.first().map(|b| b & 0x1f) {
+        Some(28) => (
+            p.get(1).map_or(0, |b| b & 0x1f),
+            p.get(1).is_some_and(|b| b & 0x80 != 0),
+        ),
+        Some(24) => (p.get(3).map_or(0, |b| b & 0x1f), true),
+        Some(t) => (t, true),
+        None => (0, false),
+    }
+}
+
+fn has_idr(p: &[u8]) -> bool {
+    match p.first().map(|b| b & 0x1f) {
+        Some(24) => {
+            let mut i = 1;
+            while i + 2 < p.len() {
+                let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                if p[i + 2] & 0x1f == 5 {
+                    return true;
+                }
+                i += 2 + n;
+            }
+            false
+        }
+        _ => first_nal(p).0 == 5,
+    }
+}
+
+impl Track {
+    fn new() -> Track {
+        Track {
+            cur_ts: None,
+            cur_ok: false,
+            cur_idr: false,
+            last_seq: None,
+            last_marker: false,
+            pending: None,
+        }
+    }
+
+    fn on_video(&mut self, r: &Received, st: &mut Stats, epoch: Instant) {
+        let (nal, start) = first_nal(&r.payload);
+        let key_start = start && matches!(nal, 5 | 7);
+        if st.first_key_packet.is_none() && (key_start || has_idr(&r.payload)) {
+            st.first_key_packet = Some(r.at.saturating_duration_since(st.post_at));
+        }
+        // Frame assembly (TTFF to a complete keyframe).
+        let contiguous = self.last_seq.is_some_and(|s| r.seq == s + 1);
+        if self.cur_ts != Some(r.ts) {
+            self.cur_ts = Some(r.ts);
+            self.cur_ok = (contiguous && self.last_marker)
+                || (self.last_seq.is_none() && start && matches!(nal, 5..=9));
+            self.cur_idr = false;
+        } else if !contiguous {
+            self.cur_ok = false;
+        }
+        self.cur_idr |= has_idr(&r.payload);
+        if r.marker && self.cur_ok && self.cur_idr && st.first_frame.is_none() {
+            st.first_frame = Some(r.at.saturating_duration_since(st.post_at));
+        }
+        self.last_seq = Some(r.seq.max(self.last_seq.unwrap_or(0)));
+        self.last_marker = r.marker;
+        // Latency.
+        if let Some(ns) = sei::parse_rtp_payload(&r.payload) {
+            let sent = epoch + Duration::from_nanos(ns);
+            // Frames sent before this viewer joined are replays (GOP cache):
+            // their delay is not added latency.
+            if sent >= st.post_at {
+                self.pending = Some((r.ts, sent));
+                if st.measuring {
+                    let ms = r.at.saturating_duration_since(sent).as_secs_f32() * 1e3;
+                    st.packet_latency_ms.push(ms);
+                }
+            } else {
+                self.pending = None;
+            }
+        }
+        if r.marker
+            && let Some((ts, sent)) = self.pending
+            && ts == r.ts
+        {
+            self.pending = None;
+            if st.measuring {
+                let ms = r.at.saturating_duration_since(sent).as_secs_f32() * 1e3;
+                st.frame_latency_ms.push(ms);
+            }
+        }
+        st.video.on(r.seq, r.payload.len());
+    }
+}
+
+/// A connected viewer handed to a [`group`] task.
+pub struct Slot {
+    session: Session,
+    stats: Arc<Mutex<Stats>>,
+    track: Track,
+}
+
+/// Join one viewer: POST the offer, wait for ICE + DTLS (both bounded by
+/// [`JOIN_TIMEOUT`]). On failure the cause lands in `stats` and the result
+/// is `None`.
+pub async fn join(endpoint: String, opts: Options, stats: Arc<Mutex<Stats>>) -> Option<Slot> {
+    let post_at = Instant::now();
+    *stats.lock().unwrap() = Stats::new(post_at);
+    let fail = |why: String| stats.lock().unwrap().state = State::Failed(why);
+    let mut s = match tokio::time::timeout(JOIN_TIMEOUT, Session::play(&endpoint, opts)).await {
+        Err(_) => {
+            fail("timeout".into());
+            return None;
+        }
+        Ok(Err(e)) => {
+            let why = match e.downcast_ref::<Refused>() {
+                Some(r) => r.status.to_string(),
+                None => {
+                    tracing::debug!("join failed: {e:#}");
+                    "error".into()
+                }
+            };
+            fail(why);
+            return None;
+        }
+        Ok(Ok(s)) => s,
+    };
+    let left = JOIN_TIMEOUT.saturating_sub(post_at.elapsed());
+    let connected = tokio::time::timeout(left, async {
+        loop {
+            match s.events.recv().await {
+                Some(ClientEvent::Connected) => return true,
+                Some(ClientEvent::Closed(_)) | None => return false,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    if connected != Ok(true) {
+        fail(
+            if connected.is_err() {
+                "ice-timeout"
+            } else {
+                "closed"
+            }
+            .into(),
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
+        return None;
+    }
+    {
+        let mut st = stats.lock().unwrap();
+        st.state = State::Connected;
+        st.connect = Some(post_at.elapsed());
+    }
+    Some(Slot {
+        session: s,
+        stats,
+        track: Track::new(),
+    })
+}
+
+/// How often a group drains its viewers' events. Arrival times are taken
+/// by each session's task when the datagram is read, so batching here does
+/// not change the measured latency; it halves task wake-ups per packet.
+const DRAIN_EVERY: Duration = Duration::from_millis(5);
+
+/// Drain one viewer's pending events; false once its session ended.
+fn drain(slot: &mut Slot, epoch: Instant) -> bool {
+    let mut st = slot.stats.lock().unwrap();
+    loop {
+        match slot.session.events.try_recv() {
+            Ok(ClientEvent::Rtp(r)) => match r.kind {
+                MediaKind::Video => slot.track.on_video(&r, &mut st, epoch),
+                MediaKind::Audio => st.audio.on(r.seq, r.payload.len()),
+            },
+            Ok(ClientEvent::Closed(_)) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                st.state = State::Closed;
+                return false;
+            }
+            Ok(_) => {}
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+        }
+    }
+}
+
+/// Account the media of the viewers sent to `rx` until `stop` turns true,
+/// then close them all (DELETE, bounded in time).
+pub async fn group(
+    mut rx: mpsc::UnboundedReceiver<Slot>,
+    epoch: Instant,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                while let Ok(s) = rx.try_recv() {
+                    slots.push(s);
+                }
+                slots.retain_mut(|s| drain(s, epoch));
+            }
+            r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+        }
+    }
+    // Late joiners still on their way in are closed too.
+    rx.close();
+    while let Some(s) = rx.recv().await {
+        slots.push(s);
+    }
+    let mut closing = tokio::task::JoinSet::new();
+    for s in slots {
+        closing.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.session.close()).await;
+        });
+    }
+    while closing.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_from_gaps() {
+        let mut c = SeqCount::default();
+        for s in [10u64, 11, 13, 14, 12, 17] {
+            c.on(s, 100);
+        }
+        assert_eq!(c.expected(), 8);
+        assert_eq!(c.received, 6);
+        assert_eq!(c.lost(), 2);
+    }
+
+    #[test]
+    fn nal_kinds() {
+        assert_eq!(first_nal(&[0x7c, 0x85, 1]), (5, true));
+        assert_eq!(first_nal(&[0x7c, 0x05, 1]), (5, false));
+        assert!(has_idr(&[24, 0, 2, 0x67, 1, 0, 2, 0x65, 0]));
+        assert!(!has_idr(&[0x41, 0x9a]));
+    }
+}

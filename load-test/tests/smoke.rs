@@ -1,0 +1,84 @@
+//! Smoke test: an in-process SFU on loopback, the `load-test` binary
+//! publishing its own clip to it with 20 viewers, and checks on its JSON.
+//! Needs ffmpeg with libx264 and libopus. Correctness only: no wall-clock
+//! performance bounds are asserted.
+
+use sfu::config::Config;
+use sfu::server::Server;
+use std::process::Command;
+use std::time::Duration;
+
+fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for k in path {
+        x = &x[*k];
+    }
+    x.as_f64()
+        .unwrap_or_else(|| panic!("{} is not a number in {v:#}", path.join(".")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_20_viewers_of_own_clip() {
+    let cfg = Config {
+        workers: 1,
+        rate_limit: 0.0,
+        http: "127.0.0.1:0".parse().unwrap(),
+        udp: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let server = Server::start(&cfg).await.expect("server starts");
+    let base = format!("http://{}", server.http_addr);
+    tokio::spawn(server.serve());
+
+    let dir = std::env::temp_dir().join(format!("load-test-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_load-test"));
+    cmd.args(["run", "--publish", "clip", "--whip"])
+        .arg(format!("{base}/whip/smoke"))
+        .arg("--whep")
+        .arg(format!("{base}/whep/smoke"))
+        .args(["--viewers", "20", "--duration", "5", "--settle", "2"])
+        .args(["--clip-seconds", "4", "--threads", "2", "--json"])
+        .arg(&json);
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::task::spawn_blocking(move || cmd.output().expect("load-test runs")),
+    )
+    .await
+    .expect("load-test finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "load-test failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+    let text = std::fs::read_to_string(&json).expect("JSON written");
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+
+    assert_eq!(v["viewers_requested"], 20, "{v:#}");
+    assert_eq!(v["viewers_connected"], 20, "{v:#}");
+    assert_eq!(
+        v["setup_failures"].as_object().map(|o| o.len()),
+        Some(0),
+        "{v:#}"
+    );
+    let loss = num(&v, &["loss_ratio"]);
+    assert!((0.0..0.01).contains(&loss), "loss {loss}");
+    let published = num(&v, &["published_bitrate_bps"]);
+    assert!(published > 500_000.0, "published {published}");
+    let got = num(&v, &["bitrate_bps"]);
+    assert!(
+        got >= 0.5 * published && got <= 1.5 * published,
+        "received {got} bit/s vs published {published} bit/s"
+    );
+    assert!(num(&v, &["latency_ms", "p99"]) > 0.0, "{v:#}");
+    assert!(num(&v, &["latency_ms", "p50"]) > 0.0, "{v:#}");
+    assert!(num(&v, &["ttff_ms", "p50"]) > 0.0, "{v:#}");
+    for k in ["nacks", "plis", "generator_cpu_ratio"] {
+        assert!(v[k].is_number(), "{k} missing: {v:#}");
+    }
+}

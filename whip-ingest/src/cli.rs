@@ -1,0 +1,217 @@
+//! Command line and exit codes.
+
+use clap::Parser;
+use std::time::Duration;
+
+/// Exit code after a clean stop (Ctrl-C, SIGTERM, end of a file).
+pub const EXIT_OK: i32 = 0;
+/// Exit code for bad arguments (also clap's usage errors).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for an unusable source (missing file, corrupt SDP, codec).
+pub const EXIT_SOURCE: i32 = 3;
+/// Exit code when the server refused the session (4xx).
+pub const EXIT_REFUSED: i32 = 4;
+/// Exit code when the server stayed unreachable for `--give-up-after`.
+pub const EXIT_UNREACHABLE: i32 = 5;
+
+/// Publish H.264 files, standard input or RTP from ffmpeg/GStreamer to a
+/// WHIP server.
+///
+/// SOURCE is one of:
+///   PATH.h264 | PATH.264   Annex B H.264 file, paced at its frame rate
+///   PATH.sdp               RTP described by an SDP file (ffmpeg -f rtp -sdp_file PATH.sdp)
+///   -                      Annex B H.264 on standard input (rpicam-vid --inline -o -)
+///
+/// Exit codes: 0 clean stop, 2 bad arguments, 3 unusable source, 4 server
+/// refused, 5 server unreachable (only with --give-up-after).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "whip-ingest", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// PATH.h264, PATH.264, PATH.sdp or - (stdin).
+    pub source: String,
+
+    /// WHIP endpoint, e.g. http://127.0.0.1:8080/whip/cam1
+    #[arg(long, env = "WHIP_URL")]
+    pub url: String,
+
+    /// Bearer token sent as `Authorization: Bearer T`.
+    #[arg(long, env = "WHIP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Frame rate of an Annex B source [default: from the SPS timing info,
+    /// else 30].
+    #[arg(long, value_parser = parse_fps)]
+    pub fps: Option<f64>,
+
+    /// Repeat a file source forever (continuous timestamps).
+    #[arg(long = "loop")]
+    pub repeat: bool,
+
+    /// No status line; warnings and errors only.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// More logging (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Seconds without RTP after which an RTP source is reset.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    pub stall_timeout: Duration,
+
+    /// Exit with code 5 after the server has been unreachable (or answered
+    /// 5xx) for this many seconds; 0 = retry forever.
+    #[arg(long, default_value = "0", value_parser = parse_secs0)]
+    pub give_up_after: Duration,
+
+    /// STUN/TURN server `URL[,user,credential]` (repeatable). Accepted for
+    /// compatibility; this version offers host candidates only.
+    #[arg(long = "ice-server", value_parser = IceServer::parse)]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One `--ice-server` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URL.
+    pub url: String,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// Parse `URL[,user,credential]`.
+    pub fn parse(s: &str) -> Result<IceServer, String> {
+        let mut parts = s.splitn(3, ',');
+        let url = parts.next().unwrap_or_default().trim().to_string();
+        if !["stun:", "turn:", "turns:"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            return Err(format!("want stun:, turn: or turns: URL, got '{url}'"));
+        }
+        let username = parts.next().map(str::to_string);
+        let credential = parts.next().map(str::to_string);
+        if username.is_some() != credential.is_some() {
+            return Err("want URL or URL,user,credential".into());
+        }
+        Ok(IceServer {
+            url,
+            username,
+            credential,
+        })
+    }
+}
+
+fn parse_fps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.5..=1000.0).contains(&f) => Ok(f),
+        _ => Err(format!("want a frame rate between 0.5 and 1000, got '{s}'")),
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1e6 => Ok(Duration::from_secs_f64(f)),
+        _ => Err(format!("want a positive number of seconds, got '{s}'")),
+    }
+}
+
+fn parse_secs0(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..1e9).contains(&f) => Ok(Duration::from_secs_f64(f)),
+        _ => Err(format!("want a number of seconds (0 = never), got '{s}'")),
+    }
+}
+
+/// What SOURCE names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Annex B H.264 file.
+    AnnexB(std::path::PathBuf),
+    /// Annex B H.264 on standard input.
+    Stdin,
+    /// RTP described by an SDP file.
+    Sdp(std::path::PathBuf),
+}
+
+impl SourceKind {
+    /// Classify SOURCE; `Err` is a usage error.
+    pub fn of(s: &str) -> Result<SourceKind, String> {
+        let lower = s.to_ascii_lowercase();
+        if s == "-" {
+            Ok(SourceKind::Stdin)
+        } else if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
+            Err("RTSP sources are not supported yet: relay with ffmpeg \
+                 (-c:v copy -f rtp ... -sdp_file x.sdp) and publish x.sdp"
+                .into())
+        } else if s == "test" {
+            Err(
+                "the 'test' source is not supported yet: publish a file made by \
+                 ffmpeg -f lavfi -i testsrc2 ... -f h264 test.h264"
+                    .into(),
+            )
+        } else if lower.ends_with(".sdp") {
+            Ok(SourceKind::Sdp(s.into()))
+        } else if lower.ends_with(".h264") || lower.ends_with(".264") {
+            Ok(SourceKind::AnnexB(s.into()))
+        } else {
+            Err(format!(
+                "unrecognised SOURCE '{s}': want PATH.h264, PATH.264, PATH.sdp or - (stdin)"
+            ))
+        }
+    }
+}
+
+/// A failure with its exit code and a one-line message.
+#[derive(Debug)]
+pub struct Fail {
+    /// Process exit code.
+    pub code: i32,
+    /// One-line reason.
+    pub msg: String,
+}
+
+impl Fail {
+    /// Bad arguments (exit 2).
+    pub fn usage(msg: impl Into<String>) -> Fail {
+        Fail {
+            code: EXIT_USAGE,
+            msg: msg.into(),
+        }
+    }
+
+    /// Unusable source (exit 3).
+    pub fn source(msg: impl Into<String>) -> Fail {
+        Fail {
+            code: EXIT_SOURCE,
+            msg: msg.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_and_ice_servers() {
+        assert_eq!(SourceKind::of("-"), Ok(SourceKind::Stdin));
+        assert_eq!(
+            SourceKind::of("a/B.H264"),
+            Ok(SourceKind::AnnexB("a/B.H264".into()))
+        );
+        assert!(matches!(SourceKind::of("x.sdp"), Ok(SourceKind::Sdp(_))));
+        assert!(SourceKind::of("x.mp4").is_err());
+        let s = IceServer::parse("turn:t.example:3478,u,p,w").unwrap();
+        assert_eq!(s.credential.as_deref(), Some("p,w"));
+        assert!(IceServer::parse("http://x").is_err());
+        assert!(IceServer::parse("stun:x,u").is_err());
+        Cli::try_parse_from(["whip-ingest", "x.h264", "--url", "http://h/whip/a"]).unwrap();
+        assert!(
+            Cli::try_parse_from(["whip-ingest", "x.h264", "--url", "u", "--fps", "0"]).is_err()
+        );
+    }
+}

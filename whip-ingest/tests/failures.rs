@@ -1,0 +1,306 @@
+//! Bad input, refusals, an unreachable server, redirects and reconnection:
+//! each ends with the documented exit code and a one-line reason, or is
+//! survived.
+
+mod common;
+
+use common::*;
+use sfu::client::http::{Url, request};
+use sfu::client::{Options, Session};
+use sfu::config::{Config, StreamAuth};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Run whip-ingest to completion: (exit code, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_whip-ingest"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A 2 s 640x360 clip with a keyframe every second.
+fn make_clip(dir: &Path) -> String {
+    let clip = dir.join("clip.h264");
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30",
+        "-t",
+        "2",
+    ];
+    args.extend_from_slice(X264);
+    args.extend_from_slice(&["-g", "30", "-f", "h264", clip.to_str().unwrap()]);
+    ffmpeg(&args);
+    clip.to_str().unwrap().to_string()
+}
+
+#[test]
+fn bad_sources_and_arguments() {
+    let dir = temp_dir("bad");
+    let url = format!("http://127.0.0.1:{}/whip/x", closed_tcp_port());
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    let missing = p("missing.h264");
+    let (code, err) = run(&[&missing, "--url", &url]);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("whip-ingest: cannot open {missing}: no such file")
+    );
+
+    std::fs::write(p("noise.h264"), b"this is not video at all").unwrap();
+    let (code, err) = run(&[&p("noise.h264"), "--url", &url]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("not an Annex B H.264 stream"), "{err}");
+
+    std::fs::write(
+        p("corrupt.sdp"),
+        b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\nm=video five RTP/AVP 96\r\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[&p("corrupt.sdp"), "--url", &url]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.starts_with("whip-ingest: corrupt SDP"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    std::fs::write(p("garbage.sdp"), [0u8, 159, 146, 150, 1, 2]).unwrap();
+    let (code, err) = run(&[&p("garbage.sdp"), "--url", &url]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("corrupt SDP"), "{err}");
+
+    std::fs::write(
+        p("vp8.sdp"),
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=video 5004 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[&p("vp8.sdp"), "--url", &url]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("unsupported video codec VP8"), "{err}");
+
+    let (code, err) = run(&[&missing]);
+    assert_eq!(code, Some(2), "no --url: {err}");
+    let (code, err) = run(&["movie.mp4", "--url", &url]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unrecognised SOURCE"), "{err}");
+    let (code, err) = run(&[&missing, "--url", "ftp://host/x"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["-", "--loop", "--url", &url]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&[&missing, "--url", &url, "--ice-server", "http://x"]);
+    assert_eq!(code, Some(2), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_refusals_exit_4_with_the_reason() {
+    let base = start_server_with(Config {
+        workers: 1,
+        rate_limit: 0.0,
+        auth: StreamAuth {
+            publish_token: Some("s3cret".into()),
+            view_token: None,
+        },
+        ..Config::default()
+    })
+    .await;
+    let dir = temp_dir("refused");
+    let clip = make_clip(&dir);
+
+    // No token: 401.
+    let url = format!("{base}/whip/cam");
+    let t = Instant::now();
+    let (code, err) = run(&[&clip, "--url", &url]);
+    assert_eq!(code, Some(4), "{err}");
+    assert_eq!(
+        err.trim(),
+        "whip-ingest: server refused: 401 Unauthorized: missing or wrong token"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "no retries on 401");
+
+    // The name is taken by a live publisher: 409.
+    let opts = Options {
+        token: Some("s3cret".into()),
+        ..Options::default()
+    };
+    let mut other = Session::publish(&format!("{base}/whip/busy"), opts)
+        .await
+        .unwrap();
+    other.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let (code, err) = run(&[
+        &clip,
+        "--url",
+        &format!("{base}/whip/busy"),
+        "--token",
+        "s3cret",
+    ]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.trim()
+            .starts_with("whip-ingest: server refused: 409 Conflict: stream 'busy'"),
+        "{err}"
+    );
+
+    // The token in the environment works; the end of the file is a clean stop.
+    let out = Command::new(env!("CARGO_BIN_EXE_whip-ingest"))
+        .args([&clip, "--url", &url])
+        .env("WHIP_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("end of source") && err.contains("deleted (200)"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_retried_until_stopped() {
+    let dir = temp_dir("unreachable");
+    let clip = make_clip(&dir);
+    let url = format!("http://127.0.0.1:{}/whip/cam", closed_tcp_port());
+    let mut ing = Ingest::start(&[&clip, "--url", &url]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ing.running(), "still retrying after 2 s");
+    let log = ing.stderr();
+    let retries = log.matches("retrying in").count();
+    assert!(retries >= 2, "backoff retries in 2 s: {retries}\n{log}");
+    ing.term();
+    let st = ing.wait(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "SIGTERM is a clean stop");
+
+    // With --give-up-after: exit 5.
+    let t = Instant::now();
+    let (code, err) = run(&[&clip, "--url", &url, "--give-up-after", "1"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.starts_with("whip-ingest: server unreachable for"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(6));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A WHIP endpoint that only redirects (307) to `to`.
+async fn redirector(to: String) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut n = 0;
+                // Read headers and the body (Content-Length).
+                loop {
+                    let Ok(k) = c.read(&mut buf[n..]).await else {
+                        return;
+                    };
+                    if k == 0 {
+                        return;
+                    }
+                    n += k;
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if let Some(h) = text.find("\r\n\r\n") {
+                        let len = text[..h]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if n >= h + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = c.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_307_and_reconnects_when_the_server_ends_the_session() {
+    let base = start_server().await;
+    let dir = temp_dir("redirect");
+    let clip = make_clip(&dir);
+    let port = redirector(format!("{base}/whip/moved")).await;
+    let mut ing = Ingest::start(&[
+        &clip,
+        "--loop",
+        "--url",
+        &format!("http://127.0.0.1:{port}/whip/cam"),
+    ]);
+    let log = ing
+        .wait_for_log("publishing to", Duration::from_secs(10))
+        .await;
+    let mut v = viewer(&format!("{base}/whep/moved"), Duration::from_secs(10)).await;
+    let before = collect(&mut v, Duration::from_secs(1)).await;
+    assert!(
+        frames(&video_in_order(&before)).len() >= 20,
+        "video through the redirect"
+    );
+
+    // The server ends the publisher's session (DELETE on its URL, as an
+    // operator would): whip-ingest notices and publishes again.
+    let loc = log
+        .split("(session ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("session path in the log")
+        .to_string();
+    let t = Instant::now();
+    let del = request(
+        "DELETE",
+        &Url::parse(&format!("{base}{loc}")).unwrap(),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(del.status, 200);
+    ing.wait_for_log("reconnected", Duration::from_secs(10))
+        .await;
+    let took = t.elapsed();
+    // The viewer stays on and gets video from the new session.
+    let after = collect(&mut v, Duration::from_secs(2)).await;
+    let fr = frames(&video_in_order(&after));
+    assert!(
+        fr.len() >= 30,
+        "video after the reconnect: {} frames",
+        fr.len()
+    );
+    assert!(
+        fr.iter().any(|f| f.keyframe),
+        "a keyframe after the reconnect"
+    );
+    ing.term();
+    let st = ing.wait(Duration::from_secs(5));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "{log}");
+    eprintln!(
+        "reconnect: back after {:.2} s, {} frames in the next 2 s",
+        took.as_secs_f64(),
+        fr.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
