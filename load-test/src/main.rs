@@ -86,6 +86,9 @@ struct Common {
     /// Bearer token for WHIP and WHEP requests.
     #[arg(long)]
     token: Option<String>,
+    /// Accept any TLS certificate of an https:// server (self-signed).
+    #[arg(long)]
+    insecure: bool,
     /// Local address of the viewers' (and publisher's) UDP sockets.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
@@ -249,6 +252,7 @@ impl Rig {
         Options {
             bind_ip: self.c.bind_ip,
             token: self.c.token.clone(),
+            insecure: self.c.insecure,
             ..Options::default()
         }
     }

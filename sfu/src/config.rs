@@ -61,6 +61,48 @@ pub struct Cli {
     /// Disable the GOP cache (joining viewers then wait for a fresh keyframe).
     #[arg(long, env = "SFU_NO_GOP_CACHE")]
     pub no_gop_cache: bool,
+    /// GOP cache bound in payload bytes per video track [default: 4194304].
+    #[arg(long, env = "SFU_GOP_CACHE_MAX_BYTES", value_name = "BYTES")]
+    pub gop_cache_max_bytes: Option<usize>,
+    /// GOP cache bound in age of its keyframe, ms [default: 5000].
+    #[arg(long, env = "SFU_GOP_CACHE_MAX_AGE_MS", value_name = "MS")]
+    pub gop_cache_max_age_ms: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key);
+    /// re-read on SIGHUP.
+    #[arg(long, env = "SFU_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SFU_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// STUN/TURN server announced in Link headers (repeatable):
+    /// `URL` or `URL,username,credential`.
+    #[arg(
+        long = "ice-server",
+        env = "SFU_ICE_SERVERS",
+        value_name = "URL[,USER,CRED]",
+        value_delimiter = ';'
+    )]
+    pub ice_servers: Vec<String>,
+    /// TURN URL(s) whose per-session credentials are derived from
+    /// --turn-secret (coturn use-auth-secret; repeatable).
+    #[arg(
+        long = "turn-url",
+        env = "SFU_TURN_URLS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub turn_urls: Vec<String>,
+    /// coturn `static-auth-secret` shared with the TURN server.
+    #[arg(
+        long,
+        env = "SFU_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+    /// Lifetime of generated TURN credentials, seconds [default: 86400].
+    #[arg(long, env = "SFU_TURN_TTL", value_name = "SECS")]
+    pub turn_ttl: Option<u64>,
 }
 
 /// Log output format.
@@ -103,6 +145,11 @@ pub struct FileConfig {
     pub gop_cache_max_bytes: Option<usize>,
     /// GOP cache bound in age of its keyframe, ms [default: 5000].
     pub gop_cache_max_age_ms: Option<u64>,
+    /// HTTPS certificate chain (PEM); relative paths are relative to the
+    /// working directory.
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS private key (PEM).
+    pub tls_key: Option<PathBuf>,
     /// Default tokens for all streams.
     #[serde(default)]
     pub auth: StreamAuth,
@@ -184,6 +231,10 @@ pub struct Config {
     pub rate_limit: f64,
     /// Viewers wait this long for a new publisher after theirs left.
     pub publisher_grace: std::time::Duration,
+    /// HTTPS certificate chain file (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS private key file.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// GOP cache settings (instant start for joining viewers).
@@ -240,6 +291,8 @@ impl Default for Config {
             gop: GopSettings::default(),
             rate_limit: 20.0,
             publisher_grace: std::time::Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -276,6 +329,68 @@ impl Config {
             c.gop.max_bytes = f.gop_cache_max_bytes.unwrap_or(c.gop.max_bytes);
             if let Some(ms) = f.gop_cache_max_age_ms {
                 c.gop.max_age = std::time::Duration::from_millis(ms);
+            }
+            c.tls_cert = f.tls_cert;
+            c.tls_key = f.tls_key;
+        }
+        c.gop.max_bytes = cli.gop_cache_max_bytes.unwrap_or(c.gop.max_bytes);
+        if let Some(ms) = cli.gop_cache_max_age_ms {
+            c.gop.max_age = std::time::Duration::from_millis(ms);
+        }
+        if cli.tls_cert.is_some() {
+            c.tls_cert = cli.tls_cert;
+        }
+        if cli.tls_key.is_some() {
+            c.tls_key = cli.tls_key;
+        }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key must be given together");
+        }
+        for s in &cli.ice_servers {
+            let mut parts = s.split(',');
+            let url = parts.next().unwrap_or_default().trim().to_string();
+            let username = parts.next().map(|p| p.trim().to_string());
+            let credential = parts.next().map(|p| p.trim().to_string());
+            if parts.next().is_some() || username.is_some() != credential.is_some() {
+                anyhow::bail!("ice-server must be URL or URL,username,credential (got {s})");
+            }
+            c.ice_servers.push(IceServer {
+                url,
+                username,
+                credential,
+            });
+        }
+        if let Some(secret) = cli.turn_secret {
+            let t = c.turn.get_or_insert(TurnSecret {
+                urls: Vec::new(),
+                secret: String::new(),
+                ttl_secs: None,
+            });
+            t.secret = secret;
+        }
+        if !cli.turn_urls.is_empty() {
+            match c.turn.as_mut() {
+                Some(t) => t.urls = cli.turn_urls,
+                None => anyhow::bail!("turn-url needs turn-secret (or [turn] secret in the file)"),
+            }
+        }
+        if let Some(ttl) = cli.turn_ttl {
+            match c.turn.as_mut() {
+                Some(t) => t.ttl_secs = Some(ttl),
+                None => anyhow::bail!("turn-ttl needs turn-secret (or [turn] in the file)"),
+            }
+        }
+        if let Some(t) = &c.turn {
+            if t.secret.is_empty() {
+                anyhow::bail!("turn secret must not be empty");
+            }
+            if t.urls.is_empty() {
+                anyhow::bail!("turn secret given but no turn urls (turn-url / [turn] urls)");
+            }
+            for u in &t.urls {
+                if !(u.starts_with("turn:") || u.starts_with("turns:")) {
+                    anyhow::bail!("turn url must start with turn: or turns: (got {u})");
+                }
             }
         }
         c.http = cli.http.unwrap_or(c.http);

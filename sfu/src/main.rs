@@ -36,6 +36,10 @@ fn main() {
             }
         };
         let app = server.app.clone();
+        #[cfg(unix)]
+        if let Some(tls) = server.tls.clone() {
+            tokio::spawn(reload_on_sighup(tls));
+        }
         tokio::select! {
             _ = server.serve() => {}
             _ = shutdown_signal() => {
@@ -49,6 +53,24 @@ fn main() {
             }
         }
     });
+}
+
+/// SIGHUP: re-read the TLS certificate and key; new connections use them,
+/// established connections and media sessions are untouched.
+#[cfg(unix)]
+async fn reload_on_sighup(tls: std::sync::Arc<sfu::http::tls::Tls>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler: no TLS reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(e) => {
+                tracing::error!("SIGHUP: TLS reload failed, keeping the old certificate: {e}")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

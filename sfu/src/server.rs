@@ -20,6 +20,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// Host candidates put in answers.
     pub candidates: Vec<SocketAddr>,
+    /// HTTPS certificate (when configured); [`http::tls::Tls::reload`] it on SIGHUP.
+    pub tls: Option<Arc<http::tls::Tls>>,
     listener: Option<TcpListener>,
 }
 
@@ -63,16 +65,22 @@ impl Server {
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| anyhow::anyhow!("cannot generate DTLS certificate"))?;
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k)) => Some(Arc::new(http::tls::Tls::load(c, k)?)),
+            _ => None,
+        };
         let listener = TcpListener::bind(cfg.http)
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind HTTP {}: {e}", cfg.http))?;
         let http_addr = listener.local_addr()?;
         let candidates = sockets.candidates.clone();
-        info!(http = %http_addr, udp = ?candidates, workers = cfg.workers, "sfu listening");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!(%scheme, http = %http_addr, udp = ?candidates, workers = cfg.workers, "sfu listening");
         Ok(Server {
             app: Arc::new(App::new(shared, cert, cfg.clone())),
             http_addr,
             candidates,
+            tls,
             listener: Some(listener),
         })
     }
@@ -102,7 +110,7 @@ impl Server {
     /// Serve HTTP until the task is dropped.
     pub async fn serve(mut self) {
         let listener = self.listener.take().expect("serve once");
-        http::serve(listener, self.app.clone()).await
+        http::serve(listener, self.app.clone(), self.tls.clone()).await
     }
 }
 

@@ -108,3 +108,108 @@ fn sigterm_closes_sessions_and_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Does a TLS handshake with the server at `port` succeed when only `cert`
+/// is trusted?
+async fn served_cert_is(port: u16, cert: &rustls_pki_types::CertificateDer<'static>) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .is_ok()
+}
+
+#[test]
+fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
+    let dir = std::env::temp_dir().join(format!("sfu-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mk = || {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        (
+            ck.cert.pem(),
+            ck.signing_key.serialize_pem(),
+            ck.cert.der().clone(),
+        )
+    };
+    let (a_pem, a_key, a_der) = mk();
+    let (b_pem, b_key, b_der) = mk();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&crt, &a_pem).unwrap();
+    std::fs::write(&key, &a_key).unwrap();
+    let (http, udp) = (free_port(false), free_port(true));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu"))
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--udp", &format!("127.0.0.1:{udp}")])
+        .arg("--tls-cert")
+        .arg(&crt)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !served_cert_is(http, &a_der).await {
+            assert!(Instant::now() < deadline, "sfu did not serve certificate A");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let opts = Options {
+            insecure: true,
+            ..Options::default()
+        };
+        let mut publisher =
+            Session::publish(&format!("https://127.0.0.1:{http}/whip/cam"), opts.clone())
+                .await
+                .unwrap();
+        publisher
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+
+        std::fs::write(&crt, &b_pem).unwrap();
+        std::fs::write(&key, &b_key).unwrap();
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !served_cert_is(http, &b_der).await {
+            assert!(
+                Instant::now() < deadline,
+                "SIGHUP did not load certificate B"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!served_cert_is(http, &a_der).await);
+        assert!(child.try_wait().unwrap().is_none(), "sfu survived SIGHUP");
+        // The session made before the reload is still there: a viewer of its
+        // stream is accepted (409 would mean the publisher was dropped).
+        let mut viewer = Session::play(&format!("https://127.0.0.1:{http}/whep/cam"), opts)
+            .await
+            .expect("publisher still live after SIGHUP");
+        viewer
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap();
+        while let Ok(ev) = publisher.events.try_recv() {
+            assert!(
+                !matches!(ev, ClientEvent::Closed(_)),
+                "publisher session closed by SIGHUP"
+            );
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,6 +38,10 @@ pub struct Cli {
     #[arg(long, env = "WHIP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// Accept any TLS certificate of an https:// server (self-signed).
+    #[arg(long)]
+    pub insecure: bool,
+
     /// Frame rate of an Annex B source [default: from the SPS timing info,
     /// else 30].
     #[arg(long, value_parser = parse_fps)]

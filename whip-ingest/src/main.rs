@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     let cfg = publish::Config {
         url: cli.url.clone(),
         token: cli.token.clone().filter(|t| !t.is_empty()),
+        insecure: cli.insecure,
         give_up_after: cli.give_up_after,
         status: status::Mode::detect(cli.quiet),
         ice_servers_given: !cli.ice_servers.is_empty(),

@@ -37,6 +37,8 @@ pub struct Config {
     pub url: String,
     /// Bearer token.
     pub token: Option<String>,
+    /// Accept any TLS certificate (`--insecure`).
+    pub insecure: bool,
     /// Give up (exit 5) after being down this long; zero = never.
     pub give_up_after: Duration,
     /// Status display.
@@ -224,7 +226,7 @@ async fn local_ip_for(authority: &str) -> IpAddr {
 
 type Posting = Pin<Box<dyn Future<Output = anyhow::Result<Session>> + Send>>;
 
-fn post(url: String, token: Option<String>, tracks: Vec<Track>) -> Posting {
+fn post(url: String, token: Option<String>, insecure: bool, tracks: Vec<Track>) -> Posting {
     Box::pin(async move {
         let authority = Url::parse(&url)?.authority;
         // (`..Options::default()` keeps this building when fields are added.)
@@ -233,6 +235,7 @@ fn post(url: String, token: Option<String>, tracks: Vec<Track>) -> Posting {
             bind_ip: local_ip_for(&authority).await,
             token,
             tracks,
+            insecure,
             ..Options::default()
         };
         let sig = Signalling {
@@ -315,7 +318,12 @@ impl Run {
         match self.tracks() {
             Some(tracks) => {
                 debug!(url = %self.cfg.url, "POST offer");
-                self.posting = Some(post(self.cfg.url.clone(), self.cfg.token.clone(), tracks));
+                self.posting = Some(post(
+                    self.cfg.url.clone(),
+                    self.cfg.token.clone(),
+                    self.cfg.insecure,
+                    tracks,
+                ));
                 self.phase = Phase::Posting;
             }
             None => self.phase = Phase::WaitStream,

@@ -34,6 +34,9 @@ pub struct Options {
     pub token: Option<String>,
     /// Tracks to publish (WHIP) or to receive (WHEP; codecs offered).
     pub tracks: Vec<Track>,
+    /// Accept any TLS certificate for `https://` endpoints (`--insecure`,
+    /// self-signed test servers).
+    pub insecure: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             token: None,
             tracks: vec![Track::Opus, Track::H264(0x42e01f)],
+            insecure: false,
         }
     }
 }
@@ -181,6 +185,7 @@ impl Session {
     ) -> anyhow::Result<Session> {
         crate::server::install_crypto();
         let mut url = Url::parse(endpoint)?;
+        url.insecure = opts.insecure;
         let socket = bind_udp(SocketAddr::new(opts.bind_ip, 0))?;
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new().set_rtp_mode(true).clear_codecs();

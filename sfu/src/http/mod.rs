@@ -6,6 +6,7 @@ pub mod rate;
 pub mod response;
 pub mod sdpfrag;
 pub mod sessions;
+pub mod tls;
 pub mod web;
 
 use crate::registry::{Role, valid_stream_name};
@@ -26,8 +27,9 @@ use tracing::{debug, info};
 /// Largest accepted request body (SDP offers are a few kB).
 pub const MAX_BODY: usize = 128 * 1024;
 
-/// Serve HTTP on `listener` forever.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
+/// Serve HTTP on `listener` forever: plain HTTP/1.1 + h2c, or HTTPS
+/// (HTTP/1.1 and HTTP/2 by ALPN) when `tls` is given.
+pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tls>>) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -38,6 +40,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
@@ -55,7 +58,29 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            let result = match acceptor {
+                None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!(%remote, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    builder.serve_connection(TokioIo::new(stream), svc).await
+                }
+            };
+            if let Err(e) = result {
                 debug!(%remote, "http connection ended: {e}");
             }
         });
