@@ -231,7 +231,7 @@ pub async fn open_file(
         video: true,
         profile: Some(sps.profile_level_id()),
         params,
-        audio: false,
+        audio: None,
     };
     Ok((
         info,
@@ -251,7 +251,7 @@ pub fn open_stdin(fps: Option<f64>, stall: Duration) -> (SourceInfo, AnnexBSourc
             video: true,
             profile: None,
             params: Vec::new(),
-            audio: false,
+            audio: None,
         },
         AnnexBSource {
             input: Input::Stdin,

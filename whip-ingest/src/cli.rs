@@ -27,7 +27,7 @@ pub const EXIT_UNREACHABLE: i32 = 5;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "whip-ingest", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// PATH.h264, PATH.264, PATH.sdp or - (stdin).
+    /// rtsp://[user:pass@]host[:port]/path, PATH.h264, PATH.264, PATH.sdp or - (stdin).
     pub source: String,
 
     /// WHIP endpoint, e.g. http://127.0.0.1:8080/whip/cam1
@@ -59,7 +59,11 @@ pub struct Cli {
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Seconds without RTP after which an RTP source is reset.
+    /// How an RTSP camera sends RTP: interleaved in the TCP connection, or UDP.
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub rtsp_transport: crate::rtsp::RtspTransport,
+
+    /// Seconds without media after which an RTP or RTSP source is reset.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub stall_timeout: Duration,
 
@@ -139,6 +143,8 @@ pub enum SourceKind {
     Stdin,
     /// RTP described by an SDP file.
     Sdp(std::path::PathBuf),
+    /// An RTSP camera URL.
+    Rtsp(String),
 }
 
 impl SourceKind {
@@ -147,10 +153,10 @@ impl SourceKind {
         let lower = s.to_ascii_lowercase();
         if s == "-" {
             Ok(SourceKind::Stdin)
-        } else if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
-            Err("RTSP sources are not supported yet: relay with ffmpeg \
-                 (-c:v copy -f rtp ... -sdp_file x.sdp) and publish x.sdp"
-                .into())
+        } else if lower.starts_with("rtsp://") {
+            Ok(SourceKind::Rtsp(s.into()))
+        } else if lower.starts_with("rtsps://") {
+            Err("rtsps:// is not supported: use rtsp:// (RTSP over TLS is rare on cameras)".into())
         } else if s == "test" {
             Err(
                 "the 'test' source is not supported yet: publish a file made by \
@@ -163,7 +169,7 @@ impl SourceKind {
             Ok(SourceKind::AnnexB(s.into()))
         } else {
             Err(format!(
-                "unrecognised SOURCE '{s}': want PATH.h264, PATH.264, PATH.sdp or - (stdin)"
+                "unrecognised SOURCE '{s}': want rtsp://..., PATH.h264, PATH.264, PATH.sdp or - (stdin)"
             ))
         }
     }

@@ -1,7 +1,8 @@
-//! `whip-ingest`: publish an H.264 file, standard input or RTP from
-//! ffmpeg/GStreamer (described by an SDP file) to a WHIP server.
+//! `whip-ingest`: publish an RTSP camera, an H.264 file, standard input or
+//! RTP from ffmpeg/GStreamer (described by an SDP file) to a WHIP server.
 //!
 //! ```text
+//! whip-ingest rtsp://admin:secret@192.168.1.10:554/stream1 --url http://127.0.0.1:8080/whip/cam1
 //! whip-ingest clip.h264 --loop --url http://127.0.0.1:8080/whip/cam1
 //! ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -c:v libx264 -profile:v baseline \
 //!   -bf 0 -g 60 -tune zerolatency -pix_fmt yuv420p -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp &
@@ -18,6 +19,7 @@ mod cli;
 mod media;
 mod publish;
 mod rtp;
+mod rtsp;
 mod sdp;
 mod status;
 
@@ -72,6 +74,14 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         SourceKind::Stdin => {
             let (info, src) = annexb::open_stdin(cli.fps, cli.stall_timeout);
             tokio::spawn(src.run(tx, go_rx));
+            info
+        }
+        SourceKind::Rtsp(url) => {
+            if cli.fps.is_some() {
+                tracing::warn!("--fps is ignored for RTSP sources (they carry timestamps)");
+            }
+            let (info, src) = rtsp::open(&url, cli.rtsp_transport, cli.stall_timeout).await?;
+            tokio::spawn(src.run(tx));
             info
         }
         SourceKind::Sdp(path) => {

@@ -31,13 +31,14 @@ pub fn nal_type(nal: &[u8]) -> u8 {
 pub enum Media {
     /// A video access unit, due now.
     Video(VideoFrame),
-    /// An Opus packet, passed through unchanged.
+    /// An audio packet (Opus, PCMU or PCMA as in [`SourceInfo::audio`]),
+    /// passed through unchanged.
     Audio {
-        /// RTP timestamp (48 kHz).
+        /// RTP timestamp (the codec's clock: 48 kHz Opus, 8 kHz G.711).
         ts: u32,
         /// RTP marker bit.
         marker: bool,
-        /// Opus payload.
+        /// Payload.
         payload: Arc<[u8]>,
     },
     /// The source went silent and was reset by the stall watchdog.
@@ -62,6 +63,6 @@ pub struct SourceInfo {
     pub profile: Option<u32>,
     /// SPS/PPS known up front (`sprop-parameter-sets`, first ones of a file).
     pub params: Vec<Vec<u8>>,
-    /// Publishes Opus audio.
-    pub audio: bool,
+    /// The audio track published (Opus, PCMU or PCMA), if any.
+    pub audio: Option<sfu::client::Track>,
 }

@@ -305,8 +305,8 @@ struct Run {
 impl Run {
     fn tracks(&self) -> Option<Vec<Track>> {
         let mut t = Vec::new();
-        if self.info.audio {
-            t.push(Track::Opus);
+        if let Some(a) = &self.info.audio {
+            t.push(*a);
         }
         if self.info.video {
             t.push(Track::H264(self.info.profile.or(self.params.profile)?));

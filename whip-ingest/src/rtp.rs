@@ -134,7 +134,7 @@ pub async fn open_sdp(path: &Path, stall: Duration) -> Result<(SourceInfo, RtpSo
         video: video.is_some(),
         profile,
         params,
-        audio: audio.is_some(),
+        audio: audio.map(|_| sfu::client::Track::Opus),
     };
     Ok((info, RtpSource { streams, stall }))
 }

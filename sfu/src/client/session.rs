@@ -23,6 +23,10 @@ pub enum Track {
     Vp8,
     /// Opus audio, 48 kHz stereo, PT 111.
     Opus,
+    /// G.711 µ-law audio, 8 kHz, PT 0.
+    Pcmu,
+    /// G.711 A-law audio, 8 kHz, PT 8.
+    Pcma,
 }
 
 /// Session options.
@@ -216,6 +220,14 @@ impl Session {
                 }
                 Track::Opus => {
                     cfg = cfg.enable_opus(true, false);
+                    kinds.push(MediaKind::Audio);
+                }
+                Track::Pcmu => {
+                    cfg = cfg.enable_pcmu(true, false);
+                    kinds.push(MediaKind::Audio);
+                }
+                Track::Pcma => {
+                    cfg = cfg.enable_pcma(true, false);
                     kinds.push(MediaKind::Audio);
                 }
             }

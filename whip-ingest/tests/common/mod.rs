@@ -176,9 +176,14 @@ impl Drop for Ingest {
 
 /// Start a WHEP viewer as soon as the stream is live (409 until then).
 pub async fn viewer(url: &str, timeout: Duration) -> Session {
+    viewer_with(url, timeout, Options::default()).await
+}
+
+/// Like [`viewer`] with custom options (e.g. the codecs offered).
+pub async fn viewer_with(url: &str, timeout: Duration, opts: Options) -> Session {
     let end = Instant::now() + timeout;
     loop {
-        match Session::play(url, Options::default()).await {
+        match Session::play(url, opts.clone()).await {
             Ok(mut s) => {
                 s.wait_connected(Duration::from_secs(10)).await.unwrap();
                 return s;

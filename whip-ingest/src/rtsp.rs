@@ -1,0 +1,412 @@
+//! RTSP camera source (RFC 2326 / 7826 client: the `retina` crate).
+//!
+//! DESCRIBE, SETUP (TCP interleaved by default, UDP with
+//! `--rtsp-transport udp`) and PLAY; H.264 video frames arrive depacketized
+//! (RFC 6184) with SPS/PPS before every IDR, and are handed on as access
+//! units; PCMU/PCMA audio is passed through. AAC and other audio codecs are
+//! skipped with one warning (no transcoding); H.265 is refused (this version
+//! publishes H.264). When the camera goes away (connection lost, RTSP server
+//! restart, reboot) or stays silent for `--stall-timeout`, the session is torn
+//! down and set up again with capped, jittered exponential backoff, while the
+//! WHIP session stays up and its timestamps continue ([`crate::rtp::Rebase`]).
+
+use crate::cli::Fail;
+use crate::media::{Media, SourceInfo, VideoFrame};
+use crate::publish::Backoff;
+use crate::rtp::Rebase;
+use futures_util::StreamExt;
+use retina::client::{
+    Credentials, PlayOptions, SessionGroup, SessionOptions, SetupOptions, TcpTransportOptions,
+    Transport, UdpTransportOptions,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use sfu::client::Track;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// How RTP reaches us from the camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP TCP connection (works through NAT and firewalls).
+    Tcp,
+    /// Separate UDP ports (LAN only: no reordering, losses are not repaired).
+    Udp,
+}
+
+/// A camera to pull, with what DESCRIBE told us.
+pub struct RtspSource {
+    url: url::Url,
+    creds: Option<Credentials>,
+    transport: RtspTransport,
+    stall: Duration,
+    group: Arc<SessionGroup>,
+}
+
+/// Which streams of a DESCRIBE answer we use.
+struct Picked {
+    video: usize,
+    audio: Option<(usize, Track)>,
+    profile: Option<u32>,
+}
+
+/// Credentials move from the URL's userinfo to RTSP authentication (Basic or
+/// Digest, as the camera asks); the URL sent in requests carries none.
+fn split_creds(raw: &str) -> Result<(url::Url, Option<Credentials>), Fail> {
+    let mut url = url::Url::parse(raw).map_err(|e| Fail::usage(format!("RTSP URL {raw}: {e}")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Fail::usage(format!("RTSP URL without a host: {raw}")));
+    }
+    let creds = if url.username().is_empty() {
+        None
+    } else {
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Some(Credentials {
+            username: dec(url.username()),
+            password: dec(url.password().unwrap_or("")),
+        })
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url, creds))
+}
+
+/// The URL as safe to log (no password).
+fn redacted(url: &url::Url) -> String {
+    url.as_str().to_string()
+}
+
+fn pick(streams: &[retina::client::Stream]) -> Result<Picked, String> {
+    let mut video = None;
+    let mut h265 = false;
+    let mut audio = None;
+    for (i, s) in streams.iter().enumerate() {
+        match (s.media(), s.encoding_name()) {
+            ("video", "h264") if video.is_none() => video = Some(i),
+            ("video", "h265") => h265 = true,
+            ("audio", "pcmu") if audio.is_none() && s.clock_rate_hz() == 8000 => {
+                audio = Some((i, Track::Pcmu))
+            }
+            ("audio", "pcma") if audio.is_none() && s.clock_rate_hz() == 8000 => {
+                audio = Some((i, Track::Pcma))
+            }
+            ("audio", enc) if audio.is_none() => warn!(
+                "camera audio is {enc}/{} Hz: not forwarded (WebRTC carries Opus or G.711 8 kHz; \
+                 no transcoding here) — set the camera's audio to G.711 to hear it",
+                s.clock_rate_hz()
+            ),
+            _ => {}
+        }
+    }
+    let Some(video) = video else {
+        return Err(if h265 {
+            "the camera offers H.265 only: whip-ingest publishes H.264; select an H.264 stream \
+             (often the camera's substream) or set the camera's codec to H.264"
+                .into()
+        } else {
+            "the camera offers no H.264 video stream".into()
+        });
+    };
+    let profile = match streams[video].parameters() {
+        Some(ParametersRef::Video(v)) => profile_of(v.rfc6381_codec()),
+        _ => None,
+    };
+    Ok(Picked {
+        video,
+        audio,
+        profile,
+    })
+}
+
+/// `avc1.PPCCLL` → `0xPPCCLL`.
+fn profile_of(codec: &str) -> Option<u32> {
+    let hex = codec.strip_prefix("avc1.")?;
+    (hex.len() == 6).then(|| u32::from_str_radix(hex, 16).ok())?
+}
+
+/// DESCRIBE the camera once to learn its streams (and fail early with a
+/// clear message: unreachable, 401, 404, no H.264).
+pub async fn open(
+    raw_url: &str,
+    transport: RtspTransport,
+    stall: Duration,
+) -> Result<(SourceInfo, RtspSource), Fail> {
+    let (url, creds) = split_creds(raw_url)?;
+    let src = RtspSource {
+        url,
+        creds,
+        transport,
+        stall,
+        group: Arc::new(SessionGroup::default()),
+    };
+    let session = tokio::time::timeout(stall.max(Duration::from_secs(5)), src.describe())
+        .await
+        .map_err(|_| {
+            Fail::source(format!(
+                "RTSP DESCRIBE {} got no answer",
+                redacted(&src.url)
+            ))
+        })?
+        .map_err(|e| Fail::source(format!("RTSP DESCRIBE {}: {e}", redacted(&src.url))))?;
+    let p = pick(session.streams()).map_err(Fail::source)?;
+    drop(session);
+    let info = SourceInfo {
+        describe: format!("RTSP {} over {:?}", redacted(&src.url), transport),
+        video: true,
+        profile: p.profile,
+        params: Vec::new(),
+        audio: p.audio.map(|(_, t)| t),
+    };
+    Ok((info, src))
+}
+
+impl RtspSource {
+    async fn describe(
+        &self,
+    ) -> Result<retina::client::Session<retina::client::Described>, retina::Error> {
+        retina::client::Session::describe(
+            self.url.clone(),
+            SessionOptions::default()
+                .creds(self.creds.clone())
+                .session_group(self.group.clone())
+                .user_agent(concat!("whip-ingest/", env!("CARGO_PKG_VERSION")).into()),
+        )
+        .await
+    }
+
+    /// One RTSP session: DESCRIBE, SETUP, PLAY, then frames until it fails
+    /// or stalls. Returns why it ended.
+    async fn session(
+        &self,
+        tx: &mpsc::Sender<Media>,
+        video_ts: &mut Rebase,
+        audio_ts: &mut Rebase,
+        healthy: &mut bool,
+    ) -> String {
+        let mut session = match self.describe().await {
+            Ok(s) => s,
+            Err(e) => return format!("DESCRIBE: {e}"),
+        };
+        let p = match pick(session.streams()) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let transport = match self.transport {
+            RtspTransport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
+            RtspTransport::Udp => Transport::Udp(UdpTransportOptions::default()),
+        };
+        let format = FrameFormat::MP4;
+        let mut ids = vec![p.video];
+        ids.extend(p.audio.map(|(i, _)| i));
+        for &i in &ids {
+            let opts = SetupOptions::default()
+                .transport(transport.clone())
+                .frame_format(format);
+            if let Err(e) = session.setup(i, opts).await {
+                return format!("SETUP: {e}");
+            }
+        }
+        let playing = match session.play(PlayOptions::default()).await {
+            Ok(s) => s,
+            Err(e) => return format!("PLAY: {e}"),
+        };
+        let mut demuxed = match playing.demuxed() {
+            Ok(d) => d,
+            Err(e) => return format!("PLAY: {e}"),
+        };
+        info!("RTSP playing {}", redacted(&self.url));
+        // SPS/PPS from the SDP's sprop-parameter-sets (most cameras send them
+        // only there); replaced when the stream carries new ones in band.
+        let mut params: Vec<Vec<u8>> = match demuxed.streams()[p.video].parameters() {
+            Some(ParametersRef::Video(v)) => avcc_params(v.extra_data()),
+            _ => Vec::new(),
+        };
+        loop {
+            let item = match tokio::time::timeout(self.stall, demuxed.next()).await {
+                Err(_) => {
+                    return format!(
+                        "camera silent for {:.1} s (stall timeout)",
+                        self.stall.as_secs_f64()
+                    );
+                }
+                Ok(None) => return "RTSP session ended".into(),
+                Ok(Some(Err(e))) => return format!("RTSP: {e}"),
+                Ok(Some(Ok(i))) => i,
+            };
+            let now = Instant::now();
+            match item {
+                CodecItem::VideoFrame(f) if f.stream_id() == p.video => {
+                    if f.has_new_parameters()
+                        && let Some(ParametersRef::Video(v)) =
+                            demuxed.streams()[p.video].parameters()
+                    {
+                        params = avcc_params(v.extra_data());
+                    }
+                    let ts = video_ts.map(f.timestamp().timestamp() as u32, now);
+                    let keyframe = f.is_random_access_point();
+                    let mut nals = Vec::new();
+                    if keyframe {
+                        nals.extend(params.iter().cloned());
+                    }
+                    nals.extend(length_prefixed(f.data()));
+                    if nals.is_empty() {
+                        continue;
+                    }
+                    if !*healthy {
+                        *healthy = true;
+                        if tx.send(Media::Resumed).await.is_err() {
+                            return String::new();
+                        }
+                    }
+                    if tx
+                        .send(Media::Video(VideoFrame::new(ts, nals)))
+                        .await
+                        .is_err()
+                    {
+                        return String::new();
+                    }
+                }
+                CodecItem::AudioFrame(f) if Some(f.stream_id()) == p.audio.map(|a| a.0) => {
+                    let ts = audio_ts.map(f.timestamp().timestamp() as u32, now);
+                    let payload: Arc<[u8]> = Arc::from(f.data());
+                    if tx
+                        .send(Media::Audio {
+                            ts,
+                            marker: false,
+                            payload,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return String::new();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Pull the camera until the receiver is gone, reconnecting with backoff.
+    pub async fn run(self, tx: mpsc::Sender<Media>) {
+        let mut video_ts = Rebase::new(90_000);
+        let mut audio_ts = Rebase::new(8_000);
+        let mut backoff = Backoff::default();
+        let mut healthy = true;
+        loop {
+            let began = Instant::now();
+            let why = self
+                .session(&tx, &mut video_ts, &mut audio_ts, &mut healthy)
+                .await;
+            if tx.is_closed() {
+                return;
+            }
+            // A session that ran for a while was a stable period: start the
+            // backoff from its minimum again.
+            if began.elapsed() > Duration::from_secs(10) {
+                backoff.reset();
+            }
+            video_ts.reset();
+            audio_ts.reset();
+            let delay = backoff.next_delay();
+            warn!(
+                "camera {}: {why}; reconnecting in {:.1} s",
+                redacted(&self.url),
+                delay.as_secs_f64()
+            );
+            if healthy && tx.send(Media::Stalled(why)).await.is_err() {
+                return;
+            }
+            healthy = false;
+            tokio::time::sleep(delay).await;
+            debug!("RTSP reconnect attempt");
+        }
+    }
+}
+
+/// SPS and PPS from an `avcC` record (ISO 14496-15 §5.3.3.1).
+fn avcc_params(avcc: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let Some(&n_sps) = avcc.get(5) else {
+        return out;
+    };
+    let mut i = 6;
+    let take = |i: &mut usize, out: &mut Vec<Vec<u8>>| -> bool {
+        let Some(len) = avcc.get(*i..*i + 2) else {
+            return false;
+        };
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let Some(nal) = avcc.get(*i + 2..*i + 2 + len) else {
+            return false;
+        };
+        out.push(nal.to_vec());
+        *i += 2 + len;
+        true
+    };
+    for _ in 0..(n_sps & 0x1f) {
+        if !take(&mut i, &mut out) {
+            return out;
+        }
+    }
+    let Some(&n_pps) = avcc.get(i) else {
+        return out;
+    };
+    i += 1;
+    for _ in 0..n_pps {
+        if !take(&mut i, &mut out) {
+            break;
+        }
+    }
+    out
+}
+
+/// NAL units of a 4-byte length-prefixed access unit (malformed tails dropped).
+fn length_prefixed(mut b: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let Some(nal) = b.get(4..4 + len) else { break };
+        if !nal.is_empty() {
+            out.push(nal.to_vec());
+        }
+        b = &b[4 + len..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let (u, c) = split_creds("rtsp://admin:p%40ss@192.0.2.1:554/stream1").unwrap();
+        assert_eq!(u.as_str(), "rtsp://192.0.2.1:554/stream1");
+        let c = c.unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("admin", "p@ss")
+        );
+        assert!(split_creds("rtsp:///x").is_err());
+        assert!(split_creds("rtsp://cam/x").unwrap().1.is_none());
+    }
+
+    #[test]
+    fn avcc_and_length_prefixed() {
+        let avcc = [
+            1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 9,
+        ];
+        assert_eq!(avcc_params(&avcc), vec![vec![0x67, 1, 2], vec![0x68, 9]]);
+        assert!(avcc_params(&avcc[..9]).is_empty());
+        let au = [0, 0, 0, 2, 0x65, 1, 0, 0, 0, 1, 0x41, 0, 0, 0, 9, 1];
+        assert_eq!(length_prefixed(&au), vec![vec![0x65, 1], vec![0x41]]);
+        assert_eq!(profile_of("avc1.4D401E"), Some(0x4d401e));
+        assert_eq!(profile_of("hvc1.1"), None);
+    }
+}
