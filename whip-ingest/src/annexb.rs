@@ -2,7 +2,7 @@
 //! split into access units as the bytes arrive and paced at the frame rate.
 
 use crate::cli::Fail;
-use crate::media::{Media, SourceInfo, VideoFrame, nal_type};
+use crate::media::{KeyframeRequest, Media, SourceInfo, VideoFrame, nal_type};
 use sfu::client::sps;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +10,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+/// All NAL units (without start codes) of a complete Annex B buffer.
+pub fn split_annexb(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut sp = NalSplitter::default();
+    let mut out = Vec::new();
+    sp.push(data, &mut out);
+    sp.finish(&mut out);
+    out
+}
 
 /// Incremental Annex B splitter: bytes in, NAL units (without start codes) out.
 #[derive(Debug, Default)]
@@ -171,6 +180,7 @@ pub struct AnnexBSource {
     input: Input,
     fps: Option<f64>,
     stall: Duration,
+    keyframes: Option<KeyframeRequest>,
 }
 
 /// How much of a file is read up front to find its SPS.
@@ -182,6 +192,7 @@ pub async fn open_file(
     repeat: bool,
     fps: Option<f64>,
     stall: Duration,
+    keyframes: KeyframeRequest,
 ) -> Result<(SourceInfo, AnnexBSource), Fail> {
     let name = path.display().to_string();
     let mut f = tokio::fs::File::open(&path)
@@ -232,6 +243,7 @@ pub async fn open_file(
         profile: Some(sps.profile_level_id()),
         params,
         audio: None,
+        makes_keyframes: true,
     };
     Ok((
         info,
@@ -239,6 +251,7 @@ pub async fn open_file(
             input: Input::File(path, repeat),
             fps: Some(fps),
             stall,
+            keyframes: Some(keyframes),
         },
     ))
 }
@@ -252,11 +265,13 @@ pub fn open_stdin(fps: Option<f64>, stall: Duration) -> (SourceInfo, AnnexBSourc
             profile: None,
             params: Vec::new(),
             audio: None,
+            makes_keyframes: false,
         },
         AnnexBSource {
             input: Input::Stdin,
             fps,
             stall,
+            keyframes: None,
         },
     )
 }
@@ -307,6 +322,7 @@ impl AnnexBSource {
             .await
             .map_err(|e| format!("cannot open {name}: {}", io_reason(&e)))?;
         let mut st = State::new(self.fps);
+        st.keyframes = self.keyframes.clone();
         let mut loops = 0u64;
         loop {
             let frames_before = st.frames;
@@ -423,6 +439,9 @@ struct State {
     pacer: Option<Pacer>,
     frames: u64,
     warned_no_sps: bool,
+    /// Keyframe requests (files only): skip ahead to the next IDR.
+    keyframes: Option<KeyframeRequest>,
+    skipping: bool,
 }
 
 impl State {
@@ -434,6 +453,8 @@ impl State {
             pacer: None,
             frames: 0,
             warned_no_sps: false,
+            keyframes: None,
+            skipping: false,
         }
     }
 
@@ -443,11 +464,21 @@ impl State {
             self.warned_no_sps = true;
             warn!("frames before the first SPS: pacing at 30 fps");
         }
+        self.frames += 1;
+        if self.keyframes.as_ref().is_some_and(KeyframeRequest::take) && !self.skipping {
+            debug!("keyframe requested: skipping ahead to the file's next IDR");
+            self.skipping = true;
+        }
+        if self.skipping {
+            if !au.iter().any(|n| nal_type(n) == 5) {
+                return true; // not sent, not paced: the IDR comes at once
+            }
+            self.skipping = false;
+        }
         let fps = self.fps.unwrap_or(30.0);
         let pacer = self.pacer.get_or_insert_with(|| Pacer::new(fps));
         let (due, ts) = pacer.next(Instant::now());
         tokio::time::sleep_until(due).await;
-        self.frames += 1;
         tx.send(Media::Video(VideoFrame::new(ts, au))).await.is_ok()
     }
 }

@@ -27,7 +27,8 @@ pub const EXIT_UNREACHABLE: i32 = 5;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "whip-ingest", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// rtsp://[user:pass@]host[:port]/path, PATH.h264, PATH.264, PATH.sdp or - (stdin).
+    /// rtsp://[user:pass@]host[:port]/path, PATH.h264, PATH.264, PATH.sdp,
+    /// - (Annex B H.264 on stdin) or test (a synthetic pattern).
     pub source: String,
 
     /// WHIP endpoint, e.g. http://127.0.0.1:8080/whip/cam1
@@ -42,10 +43,26 @@ pub struct Cli {
     #[arg(long)]
     pub insecure: bool,
 
-    /// Frame rate of an Annex B source [default: from the SPS timing info,
-    /// else 30].
+    /// Frame rate of an Annex B or test source [default: from the SPS timing
+    /// info, else 30].
     #[arg(long, value_parser = parse_fps)]
     pub fps: Option<f64>,
+
+    /// `test` source: picture size WIDTHxHEIGHT (even numbers).
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    pub size: (usize, usize),
+
+    /// `test` source: video bitrate in bit/s (suffix k or M allowed).
+    #[arg(long, default_value = "2M", value_parser = parse_bitrate)]
+    pub bitrate: u32,
+
+    /// `test` source: seconds between keyframes (GOP length).
+    #[arg(long, default_value = "2", value_parser = parse_secs)]
+    pub gop: Duration,
+
+    /// `test` source: also publish Opus audio (a 440 Hz beep every second).
+    #[arg(long)]
+    pub audio: bool,
 
     /// Repeat a file source forever (continuous timestamps).
     #[arg(long = "loop")]
@@ -120,6 +137,26 @@ fn parse_fps(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("want WIDTHxHEIGHT such as 1280x720, got '{s}'");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok((w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?))
+}
+
+fn parse_bitrate(s: &str) -> Result<u32, String> {
+    let (num, mul) = match s.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1e3),
+        None => match s.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (s, 1.0),
+        },
+    };
+    match num.parse::<f64>() {
+        Ok(v) if (10e3..=50e6).contains(&(v * mul)) => Ok((v * mul) as u32),
+        _ => Err(format!("want a bitrate from 10k to 50M bit/s, got '{s}'")),
+    }
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(f) if f > 0.0 && f < 1e6 => Ok(Duration::from_secs_f64(f)),
@@ -145,6 +182,8 @@ pub enum SourceKind {
     Sdp(std::path::PathBuf),
     /// An RTSP camera URL.
     Rtsp(String),
+    /// The synthetic test pattern.
+    Test,
 }
 
 impl SourceKind {
@@ -158,18 +197,14 @@ impl SourceKind {
         } else if lower.starts_with("rtsps://") {
             Err("rtsps:// is not supported: use rtsp:// (RTSP over TLS is rare on cameras)".into())
         } else if s == "test" {
-            Err(
-                "the 'test' source is not supported yet: publish a file made by \
-                 ffmpeg -f lavfi -i testsrc2 ... -f h264 test.h264"
-                    .into(),
-            )
+            Ok(SourceKind::Test)
         } else if lower.ends_with(".sdp") {
             Ok(SourceKind::Sdp(s.into()))
         } else if lower.ends_with(".h264") || lower.ends_with(".264") {
             Ok(SourceKind::AnnexB(s.into()))
         } else {
             Err(format!(
-                "unrecognised SOURCE '{s}': want rtsp://..., PATH.h264, PATH.264, PATH.sdp or - (stdin)"
+                "unrecognised SOURCE '{s}': want rtsp://..., PATH.h264, PATH.264, PATH.sdp, - (stdin) or test"
             ))
         }
     }

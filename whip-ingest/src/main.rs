@@ -8,6 +8,7 @@
 //!   -bf 0 -g 60 -tune zerolatency -pix_fmt yuv420p -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp &
 //! whip-ingest x.sdp --url http://127.0.0.1:8080/whip/cam1
 //! rpicam-vid -t 0 --inline -o - | whip-ingest - --url http://pi:8080/whip/cam1
+//! whip-ingest test --size 1280x720 --fps 30 --bitrate 2M --audio --url http://127.0.0.1:8080/whip/test
 //! ```
 //!
 //! Exit codes: 0 clean stop (Ctrl-C, SIGTERM, end of a file: the session is
@@ -22,6 +23,7 @@ mod rtp;
 mod rtsp;
 mod sdp;
 mod status;
+mod testsrc;
 
 use clap::Parser;
 use cli::{Cli, EXIT_OK, Fail, SourceKind};
@@ -64,10 +66,30 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     }
     let (tx, rx) = mpsc::channel::<media::Media>(256);
     let (go_tx, go_rx) = watch::channel(false);
+    let keyframes = media::KeyframeRequest::default();
     let info = match kind {
+        SourceKind::Test => {
+            let set = testsrc::TestSettings {
+                width: cli.size.0,
+                height: cli.size.1,
+                fps: cli.fps.unwrap_or(30.0),
+                bitrate: cli.bitrate,
+                gop_secs: cli.gop.as_secs_f64(),
+                audio: cli.audio,
+            };
+            let (info, src) = testsrc::open(set, keyframes.clone())?;
+            tokio::spawn(src.run(tx, go_rx));
+            info
+        }
         SourceKind::AnnexB(path) => {
-            let (info, src) =
-                annexb::open_file(path, cli.repeat, cli.fps, cli.stall_timeout).await?;
+            let (info, src) = annexb::open_file(
+                path,
+                cli.repeat,
+                cli.fps,
+                cli.stall_timeout,
+                keyframes.clone(),
+            )
+            .await?;
             tokio::spawn(src.run(tx, go_rx));
             info
         }
@@ -101,5 +123,5 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         status: status::Mode::detect(cli.quiet),
         ice_servers_given: !cli.ice_servers.is_empty(),
     };
-    publish::run(cfg, info, rx, go_tx).await
+    publish::run(cfg, info, rx, go_tx, keyframes).await
 }

@@ -1,6 +1,7 @@
 //! What sources hand to the publisher.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One H.264 access unit with its 90 kHz RTP timestamp.
 #[derive(Debug, Clone)]
@@ -65,4 +66,27 @@ pub struct SourceInfo {
     pub params: Vec<Vec<u8>>,
     /// The audio track published (Opus, PCMU or PCMA), if any.
     pub audio: Option<sfu::client::Track>,
+    /// The source acts on [`KeyframeRequest`]s (the `test` encoder makes an
+    /// IDR, files skip ahead to their next IDR). Cameras and RTP senders
+    /// cannot be asked: their requests are only counted and logged.
+    pub makes_keyframes: bool,
+}
+
+/// A pending keyframe request from the server (RTCP PLI or FIR, RFC 4585
+/// §6.3.1 / RFC 5104 §4.3.1), shared between the publisher, which raises it,
+/// and a source that can act on it. Requests arriving before the source acts
+/// fold into one.
+#[derive(Debug, Clone, Default)]
+pub struct KeyframeRequest(Arc<AtomicBool>);
+
+impl KeyframeRequest {
+    /// Ask for a keyframe.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a keyframe was asked for since the last call (and clear it).
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
 }

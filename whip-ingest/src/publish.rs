@@ -2,7 +2,7 @@
 //! reconnect with backoff, stop cleanly on a signal.
 
 use crate::cli::{EXIT_REFUSED, EXIT_UNREACHABLE, Fail};
-use crate::media::{Media, SourceInfo, VideoFrame, nal_type};
+use crate::media::{KeyframeRequest, Media, SourceInfo, VideoFrame, nal_type};
 use crate::status::{Mode, Stats, Status};
 use sfu::client::http::Url;
 use sfu::client::{
@@ -288,6 +288,7 @@ struct Run {
     cfg: Config,
     info: SourceInfo,
     go: watch::Sender<bool>,
+    keyframes: KeyframeRequest,
     phase: Phase,
     session: Option<Session>,
     posting: Option<Posting>,
@@ -444,6 +445,7 @@ pub async fn run(
     info: SourceInfo,
     mut rx: mpsc::Receiver<Media>,
     go: watch::Sender<bool>,
+    keyframes: KeyframeRequest,
 ) -> Result<(), Fail> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| Fail::usage(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Fail::usage(e.to_string()))?;
@@ -462,6 +464,7 @@ pub async fn run(
         cfg,
         info,
         go,
+        keyframes,
         phase: Phase::WaitStream,
         session: None,
         posting: None,
@@ -550,13 +553,20 @@ pub async fn run(
                     r.had_live = true;
                     r.down_since = None;
                     r.need_keyframe = r.info.video;
+                    if r.info.makes_keyframes {
+                        // A new session (or server) needs an IDR now, not
+                        // at the end of the GOP.
+                        r.keyframes.request();
+                    }
                     r.phase = Phase::Live(Instant::now());
                     let _ = r.go.send(true);
                 }
                 Some(ClientEvent::KeyframeRequest) => {
                     r.stats.keyframe_requests += 1;
                     let now = Instant::now();
-                    if r.kf_log.is_none_or(|t| now - t >= Duration::from_secs(10)) {
+                    if r.info.makes_keyframes {
+                        r.keyframes.request();
+                    } else if r.kf_log.is_none_or(|t| now - t >= Duration::from_secs(10)) {
                         r.kf_log = Some(now);
                         debug!(
                             requests = r.stats.keyframe_requests,

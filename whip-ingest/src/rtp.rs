@@ -135,6 +135,7 @@ pub async fn open_sdp(path: &Path, stall: Duration) -> Result<(SourceInfo, RtpSo
         profile,
         params,
         audio: audio.map(|_| sfu::client::Track::Opus),
+        makes_keyframes: false,
     };
     Ok((info, RtpSource { streams, stall }))
 }

@@ -163,6 +163,7 @@ pub async fn open(
         profile: p.profile,
         params: Vec::new(),
         audio: p.audio.map(|(_, t)| t),
+        makes_keyframes: false,
     };
     Ok((info, src))
 }
