@@ -83,6 +83,35 @@ async fn fan_out(viewers: usize, workers: usize) {
     assert_eq!(json[0]["name"], "cam");
     assert_eq!(json[0]["viewers"], viewers as u64);
     assert_eq!(json[0]["publisher"], "live");
+    // Per-session details: address, codecs and counters from RTCP reports
+    // (str0m reports every second; the clip ran for 3 s).
+    let detail = sfu::client::http::request(
+        "GET",
+        &sfu::client::http::Url::parse(&format!("{base}/api/streams/cam")).unwrap(),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    let d: serde_json::Value = serde_json::from_str(&detail.body).unwrap();
+    let list = d["viewer_sessions"].as_array().expect("viewer_sessions");
+    assert_eq!(list.len(), viewers, "{d}");
+    for v in list {
+        assert!(
+            v["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{v}"
+        );
+        assert!(v["codecs"].to_string().contains("H264"), "{v}");
+        assert!(v["packets"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["bytes"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["layer"].is_null(), "no simulcast: {v}");
+    }
+    let p = &d["publisher_session"];
+    assert!(p["packets"].as_u64().unwrap() > 0, "{d}");
+    assert!(
+        !detail.body.contains("/whep/cam/"),
+        "session URLs are never listed"
+    );
     // Prometheus counters moved accordingly.
     let m = sfu::client::http::request(
         "GET",
@@ -107,6 +136,12 @@ async fn fan_out(viewers: usize, workers: usize) {
     assert!(metric("sfu_rtp_packets_out_total") >= (viewers * expected.len()) as f64);
     assert_eq!(metric("sfu_viewers"), viewers as f64);
     assert!(metric("sfu_keyframe_requests_total{kind=\"pli\"}") >= 1.0);
+    assert!(metric("sfu_loss_ratio_count{side=\"publisher\"}") >= 1.0);
+    assert_eq!(
+        metric("sfu_loss_ratio_sum{side=\"publisher\"}"),
+        0.0,
+        "no loss on loopback"
+    );
     for v in sessions {
         assert_eq!(v.close().await.unwrap(), 200);
     }

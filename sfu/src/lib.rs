@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod registry;
 pub mod sdp_scan;
 pub mod server;
+pub mod stats;
 pub mod stun_shim;
 pub mod udp;
 pub mod worker;

@@ -31,6 +31,16 @@ pub struct Metrics {
     pub viewer_keyframe_requests: IntCounter,
     /// GOP cache replays started.
     pub gop_replays: IntCounter,
+    /// NACKs (RFC 4585 §6.2.1), by direction: `from_viewers` (received,
+    /// answered by RTX) and `to_publishers` (sent for lost packets).
+    pub nacks: IntCounterVec,
+    /// Fraction of packets lost per RTCP report interval, by side: `viewer`
+    /// (what viewers report about our sends) and `publisher` (what we lose
+    /// of a publisher's sends).
+    pub loss_ratio: HistogramVec,
+    /// Simulcast layer switches of viewers (0 until simulcast forwarding
+    /// is on).
+    pub layer_switches: IntCounter,
     /// POST → ICE+DTLS connected, seconds, by role.
     pub connect_seconds: HistogramVec,
     /// Viewer POST → first keyframe packet forwarded, seconds.
@@ -82,6 +92,18 @@ impl Metrics {
         registry
             .register(Box::new(connect_seconds.clone()))
             .expect("unique metric");
+        let loss_ratio = HistogramVec::new(
+            HistogramOpts::new(
+                "sfu_loss_ratio",
+                "Fraction of RTP packets lost per 1 s report, by side",
+            )
+            .buckets(vec![0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
+            &["side"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(loss_ratio.clone()))
+            .expect("unique metric");
         let ttff_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "sfu_ttff_seconds",
@@ -126,6 +148,12 @@ impl Metrics {
             gop_replays: c(
                 "sfu_gop_replays_total",
                 "GOP cache replays to joining viewers",
+            ),
+            nacks: cv("sfu_nacks_total", "NACKs by direction", "direction"),
+            loss_ratio,
+            layer_switches: c(
+                "sfu_layer_switches_total",
+                "Simulcast layer switches of viewers",
             ),
             connect_seconds,
             ttff_seconds,

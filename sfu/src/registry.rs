@@ -118,6 +118,8 @@ pub struct SessionEntry {
     pub stream: String,
     /// Where the peer lives.
     pub peer: PeerRef,
+    /// Live statistics, written by the peer's worker.
+    pub stats: Arc<crate::stats::SessionStats>,
     /// The client's ICE ufrag from its offer (a PATCH with another one is an
     /// ICE restart, RFC 9725 §4.3.3).
     pub remote_ufrag: String,

@@ -48,15 +48,19 @@ fn bad_configuration_is_a_clear_error() {
 #[test]
 fn sigterm_closes_sessions_and_exits_cleanly() {
     let (http, udp) = (free_port(false), free_port(true));
+    let log_path = std::env::temp_dir().join(format!("sfu-sigterm-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sfu"))
         .args([
             "--http",
             &format!("127.0.0.1:{http}"),
             "--udp",
             &format!("127.0.0.1:{udp}"),
+            "--log-format",
+            "json",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -107,6 +111,29 @@ fn sigterm_closes_sessions_and_exits_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // JSON logs: the session's lines carry its span (stream, session id,
+    // role, remote address).
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let closed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "peer closed")
+        .unwrap_or_else(|| panic!("no 'peer closed' line:\n{text}"));
+    let span = &closed["span"];
+    assert_eq!(span["name"], "session", "{closed}");
+    assert_eq!(span["stream"], "cam");
+    assert_eq!(span["role"], "publisher");
+    assert_eq!(span["session"].as_str().map(str::len), Some(32), "{closed}");
+    assert!(
+        span["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{closed}"
+    );
+    let _ = std::fs::remove_file(&log_path);
 }
 
 /// Does a TLS handshake with the server at `port` succeed when only `cert`

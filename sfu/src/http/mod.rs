@@ -276,7 +276,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                 .registry
                 .streams
                 .get(*name)
-                .map(|p| stream_json(&p))
+                .map(|p| stream_detail_json(app, &p))
             {
                 Some(v) => json(&v),
                 None => error(StatusCode::NOT_FOUND, "no such stream"),
@@ -320,6 +320,38 @@ pub fn streams_json(app: &App) -> serde_json::Value {
         .collect();
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     serde_json::Value::Array(list)
+}
+
+/// `GET /api/streams/{name}` body: the [`stream_json`] fields plus
+/// `publisher_session` and `viewer_sessions`, each session as
+/// [`crate::stats::StatsSnapshot`] (`id`, `codecs`, `address`, `uptime_s`,
+/// `bytes`, `packets`, `bitrate_bps`, `rtt_ms`, `loss` 0..1, `nacks`,
+/// `plis`, `firs`; counts are what the viewer sent us / we sent the
+/// publisher) and for viewers `layer` (`null`: no simulcast). Viewers are
+/// sorted by id. Session URLs are capabilities and never listed.
+pub fn stream_detail_json(app: &App, p: &crate::registry::Publication) -> serde_json::Value {
+    let mut v = stream_json(p);
+    let mut viewers = Vec::new();
+    let mut publisher = serde_json::Value::Null;
+    let current = p.publisher();
+    for s in app.shared.registry.sessions.iter() {
+        if s.stream != p.name {
+            continue;
+        }
+        let mut snap = serde_json::to_value(s.stats.snapshot()).unwrap_or_default();
+        match s.role {
+            crate::registry::Role::Viewer => {
+                snap["layer"] = serde_json::Value::Null;
+                viewers.push(snap);
+            }
+            crate::registry::Role::Publisher if s.peer == current => publisher = snap,
+            crate::registry::Role::Publisher => {}
+        }
+    }
+    viewers.sort_by_key(|s| s["id"].as_u64());
+    v["publisher_session"] = publisher;
+    v["viewer_sessions"] = serde_json::Value::Array(viewers);
+    v
 }
 
 /// One stream's JSON object (see [`streams_json`]).

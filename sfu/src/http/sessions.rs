@@ -68,6 +68,7 @@ impl App {
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds)
             .set_dtls_cert(self.cert.clone())
+            .set_stats_interval(Some(crate::stats::STATS_INTERVAL))
             .clear_codecs();
         for f in formats {
             f.add_to(&mut cfg);
@@ -270,6 +271,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         offer.ufrag.clone(),
         publication,
         PeerKind::Publisher(state),
+        tracks.iter().map(Chosen::describe).collect(),
     );
     info!(stream, session = %session, codecs = %tracks.iter().map(Chosen::describe).collect::<Vec<_>>().join(", "), "WHIP session created");
     created(app, Role::Publisher, stream, &session, answer)
@@ -288,14 +290,17 @@ fn start_peer(
     remote_ufrag: String,
     publication: Arc<Publication>,
     kind: PeerKind,
+    codecs: Vec<String>,
 ) {
     let me = PeerRef { shard, id };
+    let stats = Arc::new(crate::stats::SessionStats::new(id, codecs));
     app.shared.registry.sessions.insert(
         session.to_string(),
         SessionEntry {
             role,
             stream: stream.to_string(),
             peer: me,
+            stats: stats.clone(),
             remote_ufrag,
         },
     );
@@ -309,6 +314,7 @@ fn start_peer(
         publication,
         kind,
         created: Instant::now(),
+        stats,
     };
     app.shared
         .send_control(shard, ShardMsg::AddPeer(Box::new(peer)));
@@ -409,6 +415,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         offer.ufrag.clone(),
         publication,
         PeerKind::Viewer(state),
+        chosen.iter().map(|(_, c)| c.describe()).collect(),
     );
     info!(stream, session = %session, "WHEP session created");
     created(app, Role::Viewer, stream, &session, answer)

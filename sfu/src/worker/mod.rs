@@ -12,6 +12,7 @@ pub mod peer;
 use crate::demux::{Demux, PeerRef};
 use crate::media::{MediaPacket, starts_keyframe};
 use crate::registry::{Publication, Registry};
+use crate::stats::MidCounters;
 use crate::udp::Sockets;
 pub use peer::NewPeer;
 use peer::{Peer, PeerKind, Replay};
@@ -278,6 +279,7 @@ impl Worker {
         let publication = n.publication.id;
         let is_viewer = matches!(n.kind, PeerKind::Viewer(_));
         let peer = Peer::new(n);
+        let _span = peer.span.clone().entered();
         info!(peer = id, session = %peer.session, stream = %peer.publication.name, role = peer.role(), "peer added");
         self.peers.insert(id, peer);
         if is_viewer {
@@ -841,6 +843,7 @@ impl Worker {
             .sessions_ended
             .with_label_values(&[reason])
             .inc();
+        let _span = peer.span.clone().entered();
         info!(peer = id, session = %peer.session, stream = %publication.name, role = peer.role(), reason, "peer closed");
     }
 }
@@ -932,6 +935,8 @@ fn on_event(
 ) {
     let gop_enabled = shared.gop_enabled;
     let m = &shared.metrics;
+    // Media events are the hot path: no span there.
+    let _span = (!matches!(e, Event::RtpPacket(_))).then(|| peer.span.clone().entered());
     match e {
         Event::Connected => {
             peer.connected = true;
@@ -939,6 +944,10 @@ fn on_event(
                 .with_label_values(&[peer.role()])
                 .observe(now.saturating_duration_since(peer.created).as_secs_f64());
             info!(peer = peer.id, stream = %peer.publication.name, role = peer.role(), setup_ms = now.saturating_duration_since(peer.created).as_millis() as u64, "connected");
+            if let Some(a) = peer.addrs.last() {
+                peer.stats.set_remote(*a);
+                peer.span.record("addr", tracing::field::display(a));
+            }
             match &mut peer.kind {
                 PeerKind::Publisher(_) => peer.publication.connected.store(true, Ordering::Relaxed),
                 PeerKind::Viewer(v) => {
@@ -1050,6 +1059,42 @@ fn on_event(
         }
         Event::Closed => {
             peer.closing = true;
+        }
+        Event::MediaEgressStats(s) => {
+            // A viewer's receiver reports about what we send it.
+            let c = MidCounters {
+                bytes: s.bytes,
+                packets: s.packets,
+                nacks: s.nacks,
+                plis: s.plis,
+                firs: s.firs,
+            };
+            let d = peer.folder.fold(s.mid, c, s.rtt, s.loss, now, &peer.stats);
+            m.nacks.with_label_values(&["from_viewers"]).inc_by(d.nacks);
+            if let Some(l) = s.loss {
+                m.loss_ratio
+                    .with_label_values(&["viewer"])
+                    .observe(f64::from(l));
+            }
+        }
+        Event::MediaIngressStats(s) => {
+            // What we receive from a publisher.
+            let c = MidCounters {
+                bytes: s.bytes,
+                packets: s.packets,
+                nacks: s.nacks,
+                plis: s.plis,
+                firs: s.firs,
+            };
+            let d = peer.folder.fold(s.mid, c, s.rtt, s.loss, now, &peer.stats);
+            m.nacks
+                .with_label_values(&["to_publishers"])
+                .inc_by(d.nacks);
+            if let Some(l) = s.loss {
+                m.loss_ratio
+                    .with_label_values(&["publisher"])
+                    .observe(f64::from(l));
+            }
         }
         _ => {}
     }

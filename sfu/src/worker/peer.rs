@@ -5,6 +5,7 @@ use crate::config::GopSettings;
 use crate::forward::{GopCache, KeyframeThrottle, KeyframeWaiter, Rewrite};
 use crate::media::MediaPacket;
 use crate::registry::Publication;
+use crate::stats::{SessionStats, StatsFolder};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +128,8 @@ pub struct NewPeer {
     pub kind: PeerKind,
     /// Creation time.
     pub created: Instant,
+    /// Live statistics shared with the HTTP layer.
+    pub stats: Arc<SessionStats>,
 }
 
 /// A live peer on a worker.
@@ -157,12 +160,32 @@ pub struct Peer {
     pub next_timeout: Instant,
     /// Closing: `rtc.close()` called, draining.
     pub closing: bool,
+    /// Live statistics shared with the HTTP layer.
+    pub stats: Arc<SessionStats>,
+    /// Folds str0m's per-mid reports into `stats`.
+    pub folder: StatsFolder,
+    /// `session` span (stream, session id, role, peer id, remote address)
+    /// entered around this peer's non-media events and log lines.
+    pub span: tracing::Span,
 }
 
 impl Peer {
     /// Wrap a new peer.
     pub fn new(n: NewPeer) -> Peer {
+        let role = match n.kind {
+            PeerKind::Publisher(_) => "publisher",
+            PeerKind::Viewer(_) => "viewer",
+        };
+        let span = tracing::info_span!(
+            "session",
+            stream = %n.publication.name,
+            session = %n.session,
+            role,
+            peer = n.id,
+            addr = tracing::field::Empty,
+        );
         Peer {
+            span,
             id: n.id,
             rtc: n.rtc,
             session: n.session,
@@ -176,6 +199,8 @@ impl Peer {
             addrs: Vec::new(),
             next_timeout: n.created,
             closing: false,
+            stats: n.stats,
+            folder: StatsFolder::default(),
         }
     }
 
