@@ -103,6 +103,17 @@ pub struct Cli {
     /// Lifetime of generated TURN credentials, seconds [default: 86400].
     #[arg(long, env = "SFU_TURN_TTL", value_name = "SECS")]
     pub turn_ttl: Option<u64>,
+    /// Tokens of one stream (repeatable; env `;`-separated), overriding the
+    /// defaults like `[streams.NAME]`: `NAME=PUBLISH:VIEW`, either side may
+    /// be empty for open access, e.g. `frontdoor=cam-secret:family`.
+    #[arg(
+        long = "stream-token",
+        env = "SFU_STREAM_TOKENS",
+        value_name = "NAME=PUBLISH:VIEW",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    pub stream_tokens: Vec<String>,
 }
 
 /// Log output format.
@@ -346,6 +357,10 @@ impl Config {
         if c.tls_cert.is_some() != c.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key must be given together");
         }
+        for s in &cli.stream_tokens {
+            let (name, auth) = parse_stream_token(s)?;
+            c.streams.insert(name, auth);
+        }
         for s in &cli.ice_servers {
             let mut parts = s.split(',');
             let url = parts.next().unwrap_or_default().trim().to_string();
@@ -451,6 +466,24 @@ impl Config {
     }
 }
 
+/// `NAME=PUBLISH:VIEW` of `--stream-token` (tokens never echoed in errors).
+fn parse_stream_token(s: &str) -> anyhow::Result<(String, StreamAuth)> {
+    let (name, tokens) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("stream-token must be NAME=PUBLISH:VIEW"))?;
+    let (publish, view) = tokens.split_once(':').ok_or_else(|| {
+        anyhow::anyhow!("stream-token for '{name}' must be NAME=PUBLISH:VIEW (':' missing)")
+    })?;
+    let some = |t: &str| (!t.is_empty()).then(|| t.to_string());
+    Ok((
+        name.trim().to_string(),
+        StreamAuth {
+            publish_token: some(publish),
+            view_token: some(view),
+        },
+    ))
+}
+
 fn secs(key: &str, v: f64) -> anyhow::Result<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(v)
         .map_err(|_| anyhow::anyhow!("{key} must be a non-negative number of seconds (got {v})"))
@@ -497,12 +530,41 @@ mod tests {
         assert!(e.contains("bogus") && e.contains("line 2"), "{e}");
         std::fs::write(&f, "udp = \"nonsense\"\n").unwrap();
         let e = Config::resolve(Cli {
-            config: Some(f),
+            config: Some(f.clone()),
             ..Default::default()
         })
         .unwrap_err()
         .to_string();
         assert!(e.contains("udp"), "{e}");
+        // Per-stream tokens from flags override the file's.
+        std::fs::write(
+            &f,
+            "[streams.cam]\npublish_token = \"file\"\nview_token = \"v\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Cli {
+            config: Some(f.clone()),
+            stream_tokens: vec!["cam=flag:".into(), "door=:watch".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.token_for("cam", true), Some("flag"));
+        assert_eq!(c.token_for("door", false), Some("watch"));
+        assert!(
+            Config::resolve(Cli {
+                stream_tokens: vec!["bad".into()],
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Config::resolve(Cli {
+                stream_tokens: vec!["bad name=a:b".into()],
+                ..Default::default()
+            })
+            .is_err(),
+            "stream names are validated"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
