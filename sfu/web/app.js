@@ -160,13 +160,15 @@
   // ---- stats ----
 
   /**
-   * Returns async fn(pc) -> {bps, rtt, video, codec, audioCodec, loss, jitterMs}. `video` is the
-   * largest video inbound/outbound-rtp entry; bitrate from byte deltas over >= 1 s; `loss` =
+   * Returns async fn(pc) -> {bps, fps, rtt, video, codec, audioCodec, loss, jitterMs}. `video` is the
+   * largest video inbound/outbound-rtp entry; bitrate (and fps, when the browser reports none) from
+   * deltas over >= 1 s; `loss` =
    * {lost, pct} of received video; `jitterMs` = average jitter-buffer delay per emitted frame.
    */
   function statsSampler() {
     let prev = null;
     let bps = null;
+    let fps = null;
     return async function (pc) {
       const rep = await pc.getStats();
       let bytes = 0, ts = 0, video = null, audio = null, rtt = null, remoteRtt = null, pairId = null;
@@ -190,10 +192,12 @@
       });
       if (rtt == null) rtt = remoteRtt;
       const now = ts || performance.now();
-      if (!prev) prev = { bytes, ts: now };
+      const frames = video ? video.framesDecoded || video.framesEncoded || 0 : 0;
+      if (!prev) prev = { bytes, frames, ts: now };
       else if (now - prev.ts >= 1000) {
         bps = Math.max(0, ((bytes - prev.bytes) * 8000) / (now - prev.ts));
-        prev = { bytes, ts: now };
+        fps = Math.max(0, ((frames - prev.frames) * 1000) / (now - prev.ts));
+        prev = { bytes, frames, ts: now };
       }
       const codecOf = (s) => (s && s.codecId && rep.get(s.codecId) ? rep.get(s.codecId).mimeType.split('/')[1] : null);
       let loss = null, jitterMs = null;
@@ -202,7 +206,8 @@
         loss = { lost, pct: got + lost ? (100 * lost) / (got + lost) : 0 };
         if (video.jitterBufferEmittedCount) jitterMs = (1000 * video.jitterBufferDelay) / video.jitterBufferEmittedCount;
       }
-      return { bps, rtt, video, codec: codecOf(video), audioCodec: codecOf(audio), loss, jitterMs };
+      if (video && video.framesPerSecond != null) fps = video.framesPerSecond;
+      return { bps, fps, rtt, video, codec: codecOf(video), audioCodec: codecOf(audio), loss, jitterMs };
     };
   }
 
@@ -426,9 +431,8 @@
   }
 
   function renderWatchStats(P, s) {
-    const v = s.video || {};
     setText('stat-resolution', P.width ? P.width + 'x' + P.height : '–');
-    setText('stat-fps', v.framesPerSecond != null ? Math.round(v.framesPerSecond) + ' fps' : '–');
+    setText('stat-fps', s.fps != null ? Math.round(s.fps) + ' fps' : '–');
     setText('stat-codec', [s.codec, s.audioCodec].filter(Boolean).join(' + ') || '–');
     setText('stat-bitrate', fmtBps(s.bps));
     setText('stat-rtt', s.rtt != null ? Math.round(s.rtt * 1000) + ' ms' : '–');
@@ -778,7 +782,7 @@
       const v = s.video || {};
       setText('stats',
         (v.frameWidth ? v.frameWidth + 'x' + v.frameHeight : 'no video') + ' · ' + fmtBps(s.bps) +
-        (v.framesPerSecond != null ? ' · ' + Math.round(v.framesPerSecond) + ' fps' : '') +
+        (s.fps != null ? ' · ' + Math.round(s.fps) + ' fps' : '') +
         (s.rtt != null ? ' · RTT ' + Math.round(s.rtt * 1000) + ' ms' : '') +
         (s.codec ? ' · ' + s.codec : '') + (simulcast.checked ? ' · simulcast h/m/l' : ''));
     }, 1000);

@@ -54,7 +54,8 @@ try {
     if (left > 0) await page.waitForTimeout(left);
   }
   const P = await page.evaluate(() => ({ ...window.sfuPlayer }));
-  const statsText = await page.evaluate(() => (document.getElementById('stats') || {}).textContent || '');
+  const statsText = await page.evaluate(() => ((document.getElementById('stats') || {}).textContent || '')
+    .replace(/\s+/g, ' ').trim());
   Object.assign(result, {
     width: P.width, height: P.height, ttffMs: P.ttffMs ?? first.ttffMs, framesDecoded: P.framesDecoded,
     state: P.state, playerError: P.error, stats: statsText, firstWidth: first.width, firstHeight: first.height,
