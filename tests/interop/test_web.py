@@ -10,7 +10,7 @@ choice (VP9, AV1 with trickle ICE) and simulcast toggle, each played back."""
 
 import pytest
 
-from harness import ARTIFACTS, BROWSER_DIR, chromium_play_argv, chromium_publish_argv, gst_publish_argv, record
+from harness import ARTIFACTS, BROWSER_DIR, Sfu, chromium_play_argv, chromium_publish_argv, gst_publish_argv, record
 
 SHOTS = ARTIFACTS / "screenshots"
 
@@ -65,3 +65,30 @@ def test_web_publish_page_options(sfu, clients, node_bin, stream, query, codec, 
     if size:
         assert (res["width"], res["height"]) == size, res
     assert pub.proc.poll() is None, f"publisher ended early: {pub.finish(1)}"
+
+
+@pytest.fixture
+def sfu_tokens(net, test_dir):
+    s = Sfu(net, test_dir / "sfu.log", extra=["--publish-token", "pub-secret", "--view-token", "view-secret"])
+    yield s
+    s.stop()
+
+
+def test_web_pages_pass_token_on(sfu_tokens, clients, node_bin):
+    """`?token=` on the publish and watch pages goes out as `Authorization: Bearer`
+    (the server requires a publish and a view token here)."""
+    sfu, stream = sfu_tokens, "secret"
+    status, _, _ = sfu.net.http("POST", sfu.url("whip", stream), body="v=0\r\n",
+                                headers={"Content-Type": "application/sdp"})
+    assert status == 401, f"the server should require the publish token, got {status}"
+    pub = clients("chromium-publisher", chromium_publish_argv(node_bin, sfu.base, stream, duration=15,
+                                                              extra=["--query", "token=pub-secret"]))
+    live = pub.wait_event("live", 40)
+    assert live and live.get("status") == 201, f"publisher not live:\n{pub.log_tail()}\n--- sfu ---\n{sfu.log_tail()}"
+    sfu.wait_live(stream)
+    viewer = clients("chromium-viewer", chromium_play_argv(node_bin, sfu.base, stream, 2,
+                                                           extra=["--query", "token=view-secret"]))
+    res = viewer.finish(timeout=60)
+    assert res.get("ok"), f"viewer with token failed: {res}\n--- sfu ---\n{sfu.log_tail()}"
+    log = sfu.log_tail(400)
+    assert log.count("unauthorized request") == 1, f"only the token-less POST above may be refused:\n{log}"
