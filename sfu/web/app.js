@@ -95,9 +95,10 @@
    * Open a WHEP session for stream `name`, playing into `video`.
    * Resolves to {pc, t0 (performance.now() of the POST), status, body, location, links}; when
    * status is not 201 the peer connection is already closed. `onState(connectionState)` is
-   * called on every connection state change.
+   * called on every connection state change. If the promise `gate` (awaited with the offer
+   * ready) resolves false, nothing is POSTed and status is 0.
    */
-  async function openWhep(name, video, onState) {
+  async function openWhep(name, video, onState, gate) {
     const pc = new RTCPeerConnection();
     try {
       pc.addTransceiver('video', { direction: 'recvonly' });
@@ -111,6 +112,7 @@
       pc.onconnectionstatechange = () => onState && onState(pc.connectionState);
       await pc.setLocalDescription(await pc.createOffer());
       await waitIce(pc);
+      if (gate && !(await gate)) { pc.close(); return { pc, status: 0 }; }
       const t0 = performance.now();
       const r = await postSdp('/whep/' + enc(name), pc.localDescription.sdp);
       const s = Object.assign({ pc, t0 }, r);
@@ -121,6 +123,19 @@
       pc.close();
       throw e;
     }
+  }
+
+  /** GET /api/streams (never rejects; [] on failure). */
+  async function listStreams() {
+    try {
+      const r = await fetch('/api/streams', { headers: authHeaders(), cache: 'no-store' });
+      return r.ok ? await r.json() : [];
+    } catch (e) { return []; }
+  }
+  /** Whether stream `name` has a live publisher (so a WHEP POST will not get 409, which the
+   *  browser would log as a failed request). */
+  async function isLive(name) {
+    return (await listStreams()).some((s) => s.name === name && s.publisher === 'live');
   }
 
   // ---- trickle ICE (RFC 8840 fragments PATCHed to the session URL) ----
@@ -328,7 +343,6 @@
         '<a class="thumb" href="' + esc(pageUrl('watch.html', s.name)) + '"><video muted autoplay playsinline></video></a>' +
         '<div class="muted info"><span class="codecs"></span> · <span class="bitrate"></span> · <span class="viewers"></span></div>' +
         '<div class="row"><a class="btn" href="' + esc(pageUrl('watch.html', s.name)) + '">Watch</a>' +
-        '<a class="btn secondary" href="' + esc(pageUrl('publish.html', s.name)) + '">Publish</a>' +
         '<button type="button" class="secondary" data-copy-text="' + esc(whepUrl(s.name) + tokenQuery()) + '">Copy WHEP URL</button>' +
         '<button type="button" class="secondary" data-copy-text="' + esc(whipUrl(s.name) + tokenQuery()) + '">Copy WHIP URL</button></div>';
       return { el, session: null, busy: false };
@@ -488,8 +502,14 @@
       t0 = 0;
       sampler = statsSampler();
       try {
-        const s = await openWhep(n, video, (st) => onState(my, n, st));
+        const s = await openWhep(n, video, (st) => onState(my, n, st), isLive(n));
         if (my !== attempt) { if (s.status === 201) endSession(s.pc, s.location); return; }
+        if (s.status === 0) {
+          P.error = 'not live';
+          setStatus('“' + n + '” is not live yet — waiting for its publisher…');
+          retry = setTimeout(start, 2000);
+          return;
+        }
         if (s.status === 409) {
           P.error = (s.body.trim() || 'No live publisher') + ' (409)';
           setStatus(P.error + ' — retrying every 2 s…', 'err');
@@ -545,6 +565,10 @@
     $('stop').addEventListener('click', stop);
     input.addEventListener('input', () => renderRecipes(input.value.trim() || 'NAME'));
     window.addEventListener('pagehide', teardown);
+    listStreams().then((list) => {
+      const dl = $('live-streams');
+      for (const s of list) dl.appendChild(new Option(s.name + ' (' + s.publisher + ')', s.name));
+    });
     renderRecipes(input.value.trim() || 'NAME');
     if (input.value.trim()) start();
     else setStatus('Enter the name of a stream to watch.');

@@ -6,7 +6,8 @@
 //    http://IP:8080): index.html (the live stream's card, preview playing, viewer
 //    count, copy buttons), watch.html?stream=LIVE (decoded video, stats panel,
 //    no layer picker, settings for other software, a copy button), watch.html again
-//    with a layer-extension Link added to the answer (picker shown; POST/DELETE), publish.html
+//    with a layer-extension Link added to the answer (picker shown; POST/DELETE), watch.html for
+//    a stream that is not live (waits, no error), publish.html
 //    (no camera API: a hint, no error).
 // 2. A browser that treats it as secure: publish.html goes live with the fake
 //    camera, trickle ICE on.
@@ -177,6 +178,16 @@ async function layerPickerPage(page) {
   return { layerCalls, status };
 }
 
+/** A stream that is not live: the player waits (no 409 logged as a failed request). */
+async function waitingPage(page) {
+  await wait(page, () => /not live yet/.test(document.getElementById('status').textContent), null, 5000,
+    'watch-waiting: waiting status');
+  await page.waitForTimeout(2500);  // one retry round
+  const P = await page.evaluate(() => ({ ...window.sfuPlayer }));
+  check('watch-waiting', P.state === 'connecting' && P.error === 'not live', `player ${JSON.stringify(P)}`);
+  return { status: await text(page, '#status') };
+}
+
 async function snippetTexts(page) {
   return page.$$eval('#recipes [id]', (els) => Object.fromEntries(els.map((e) => [e.id, e.textContent])));
 }
@@ -237,6 +248,7 @@ try {
   await visit(insecure, 'watch', `${base}/watch.html?stream=${encodeURIComponent(live)}`, watchPage);
   await visit(insecure, 'watch-layers', `${base}/watch.html?stream=${encodeURIComponent(live)}`, layerPickerPage,
     addLayerLink);
+  await visit(insecure, 'watch-waiting', `${base}/watch.html?stream=notyet`, waitingPage);
   await visit(insecure, 'publish-insecure', `${base}/publish.html?stream=${encodeURIComponent(a.publishStream)}`,
     publishInsecurePage);
   await insecure.page.goto('about:blank').catch(() => {});  // pagehide → DELETE
