@@ -206,9 +206,10 @@
         }
       });
       if (rtt == null) rtt = remoteRtt;
-      const now = ts || performance.now();
+      // Rates start with the first RTP stats (stats timestamps are their own clock).
+      const now = ts;
       const frames = video ? video.framesDecoded || video.framesEncoded || 0 : 0;
-      if (!prev) prev = { bytes, frames, ts: now };
+      if (!now) { /* no RTP stream yet */ } else if (!prev) prev = { bytes, frames, ts: now };
       else if (now - prev.ts >= 1000) {
         bps = Math.max(0, ((bytes - prev.bytes) * 8000) / (now - prev.ts));
         fps = Math.max(0, ((frames - prev.frames) * 1000) / (now - prev.ts));
