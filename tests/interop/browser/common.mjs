@@ -38,9 +38,11 @@ export function waitStdinLine() {
 /**
  * Launch Chromium with a fresh user-data-dir (and HOME) that is removed on close.
  * `origin` (http://IP:PORT) is treated as a secure context so getUserMedia works
- * on a plain-HTTP, non-localhost page.
+ * on a plain-HTTP, non-localhost page; `{ secure: false }` leaves it insecure, as a
+ * browser on another machine of the LAN sees it. Unhandled promise rejections are
+ * logged as console errors (so they count in consoleErrors).
  */
-export async function launch(origin, extraArgs = []) {
+export async function launch(origin, extraArgs = [], { secure = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-interop-chromium-'));
   const profile = path.join(dir, 'profile');
   fs.mkdirSync(profile);
@@ -50,7 +52,7 @@ export async function launch(origin, extraArgs = []) {
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
     '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
     '--disable-dev-shm-usage', '--no-default-browser-check', '--disable-features=Translate,MediaRouter',
-    `--unsafely-treat-insecure-origin-as-secure=${origin}`,
+    ...(secure ? [`--unsafely-treat-insecure-origin-as-secure=${origin}`] : []),
     ...extraArgs,
   ];
   const context = await chromium.launchPersistentContext(profile, {
@@ -62,6 +64,12 @@ export async function launch(origin, extraArgs = []) {
     viewport: { width: 1000, height: 800 },
   });
   await context.grantPermissions(['camera', 'microphone'], { origin }).catch(() => {});
+  await context.addInitScript(() => {
+    window.addEventListener('unhandledrejection', (e) => {
+      const r = e.reason;
+      console.error('unhandledrejection: ' + (r && r.message ? r.message : String(r)));
+    });
+  });
   const page = context.pages()[0] || (await context.newPage());
   const consoleErrors = [];
   const consoleLog = [];

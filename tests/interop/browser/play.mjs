@@ -1,6 +1,6 @@
 // Headless Chromium WHEP viewer through the server's own /watch.html page.
 //
-// usage: node play.mjs --base http://IP:8080 --stream NAME [--duration S] [--timeout S] [--wait-go]
+// usage: node play.mjs --base http://IP:8080 --stream NAME [--duration S] [--timeout S] [--wait-go] [--query 'token=T']
 //
 // Opens /watch.html?stream=NAME, waits for window.sfuPlayer.framesDecoded > 0
 // (and a known video size), keeps watching for --duration seconds, then prints
@@ -31,7 +31,7 @@ try {
   await page.goto('about:blank');
   emit({ event: 'ready' });
   if (a.waitGo) log('stdin:', (await waitStdinLine()) ?? '<eof>');
-  const url = `${base}/watch.html?stream=${encodeURIComponent(a.stream)}`;
+  const url = `${base}/watch.html?stream=${encodeURIComponent(a.stream)}` + (a.query ? `&${a.query}` : '');
   log('goto', url);
   await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 15000 });
   const t0 = Date.now();
@@ -54,7 +54,8 @@ try {
     if (left > 0) await page.waitForTimeout(left);
   }
   const P = await page.evaluate(() => ({ ...window.sfuPlayer }));
-  const statsText = await page.evaluate(() => (document.getElementById('stats') || {}).textContent || '');
+  const statsText = await page.evaluate(() => ((document.getElementById('stats') || {}).textContent || '')
+    .replace(/\s+/g, ' ').trim());
   Object.assign(result, {
     width: P.width, height: P.height, ttffMs: P.ttffMs ?? first.ttffMs, framesDecoded: P.framesDecoded,
     state: P.state, playerError: P.error, stats: statsText, firstWidth: first.width, firstHeight: first.height,

@@ -1,7 +1,8 @@
 // Headless Chromium WHIP publisher through the server's own /publish.html page
 // (Chromium's fake camera and microphone).
 //
-// usage: node publish.mjs --base http://IP:8080 --stream NAME [--duration S] [--timeout S] [--codec H264|VP8]
+// usage: node publish.mjs --base http://IP:8080 --stream NAME [--duration S] [--timeout S] [--codec H264|VP8|VP9|AV1]
+//        [--query 'simulcast=1&trickle=1&resolution=1280x720'] (more publish-page parameters)
 //
 // Opens /publish.html?stream=NAME&autostart=1, waits for
 // window.sfuPublisher.state === 'live' (prints {"event":"live"}), keeps
@@ -28,6 +29,7 @@ try {
   const { page } = b;
   let url = `${base}/publish.html?stream=${encodeURIComponent(a.stream)}&autostart=1`;
   if (a.codec) url += `&codec=${encodeURIComponent(a.codec)}`;
+  if (a.query) url += `&${a.query}`;
   log('goto', url);
   const t0 = Date.now();
   await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 15000 });
