@@ -1,5 +1,5 @@
 //! WHIP/WHEP protocol behaviour: authentication (Bearer, `?token=`, Basic),
-//! trickle PATCH with If-Match/ETag, ICE restart refusal, GET/HEAD, Link
+//! trickle PATCH with If-Match/ETag, ICE restart, GET/HEAD, Link
 //! ice-server headers with TURN REST credentials, the session limit (503).
 
 use e2e::{clip, drain, publish_clip, start_server_with};
@@ -194,15 +194,58 @@ a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=candidate:2 1 udp 21307
     .await;
     assert_eq!(r.status, 204, "trickle: {}", r.body);
     assert!(r.header("etag").is_none());
+    // ICE restart (RFC 9725 §4.3.2) by the viewer's own str0m: new local
+    // credentials in a PATCH with If-Match = the current ETag → 200 with the
+    // server's new credentials and a new ETag; ICE reconnects with them.
+    let old_server_ufrag = frag_attr(&viewer.answer, "a=ice-ufrag:");
+    let mut ice = viewer.ice.clone();
+    let r = viewer.ice_restart().await.unwrap();
+    assert_eq!(r.status, 200, "ICE restart: {}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/trickle-ice-sdpfrag"));
+    let new_tag = r.header("etag").expect("new ETag").to_string();
+    assert_ne!(new_tag, vtag, "the ETag changes with the ICE session");
+    let new_server_ufrag = frag_attr(&r.body, "a=ice-ufrag:");
+    assert!(!new_server_ufrag.is_empty() && new_server_ufrag != old_server_ufrag, "{}", r.body);
+    assert!(r.body.contains("a=candidate:"), "{}", r.body);
+    // The agent re-checks with the new credentials and connects again
+    // (it would fail if the server still expected the old ones).
+    let reconnected = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut checking = false;
+        loop {
+            ice.changed().await.unwrap();
+            let s = *ice.borrow_and_update();
+            checking |= s == str0m::IceConnectionState::Checking;
+            if checking
+                && matches!(
+                    s,
+                    str0m::IceConnectionState::Connected | str0m::IceConnectionState::Completed
+                )
+            {
+                return s;
+            }
+            assert_ne!(s, str0m::IceConnectionState::Disconnected, "ICE lost after the restart");
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "ICE connected again with the new credentials");
     let r = req(
         &base,
         "PATCH",
         &vpath,
-        &[auth, sdpfrag, ("if-match", "*")],
-        Some(frag),
+        &[auth, sdpfrag, ("if-match", &vtag)],
+        Some(trickle),
     )
     .await;
-    assert_eq!(r.status, 422, "ICE restart is refused");
+    assert_eq!(r.status, 412, "the pre-restart ETag is stale");
+    let r = req(
+        &base,
+        "PATCH",
+        &vpath,
+        &[auth, sdpfrag, ("if-match", &new_tag)],
+        Some("a=ice-ufrag:onlyufrag\r\n"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "a restart needs ufrag and pwd");
     let r = req(
         &base,
         "PATCH",
@@ -278,4 +321,12 @@ a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=candidate:2 1 udp 21307
     let (after, retry) = limited.expect("no 429 after 300 POSTs");
     assert!((90..=200).contains(&after), "429 after {after} requests");
     assert_eq!(retry.as_deref(), Some("1"));
+}
+
+/// Value of the first `name` attribute line of an SDP or sdpfrag.
+fn frag_attr(sdp: &str, name: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix(name))
+        .unwrap_or_default()
+        .to_string()
 }

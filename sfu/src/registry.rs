@@ -120,6 +120,12 @@ pub struct SessionEntry {
     pub peer: PeerRef,
     /// Live statistics, written by the peer's worker.
     pub stats: Arc<crate::stats::SessionStats>,
+    /// The client's offer as received (an ICE restart re-offers it with
+    /// new credentials).
+    pub offer: Arc<str>,
+    /// Current strong entity tag of the ICE session (RFC 9725 §4.3.1),
+    /// quoted; changes with every ICE restart.
+    pub etag: String,
     /// The client's ICE ufrag from its offer (a PATCH with another one is an
     /// ICE restart, RFC 9725 §4.3.3).
     pub remote_ufrag: String,

@@ -5,13 +5,13 @@ use super::http::{HttpResponse, Url, request};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use str0m::change::SdpAnswer;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Which media a session sends or receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +122,12 @@ pub struct OutPacket {
 enum Cmd {
     Send(OutPacket),
     Close,
+    /// Start a local ICE restart: reply with our offer (new credentials).
+    IceRestart(oneshot::Sender<Result<String, String>>),
+    /// The server's answer to that restart (full SDP with its new credentials).
+    IceAnswer(String, oneshot::Sender<Result<(), String>>),
+    /// The server refused the restart: forget the pending offer.
+    IceRollback,
 }
 
 /// A live client session.
@@ -134,6 +140,11 @@ pub struct Session {
     pub response: HttpResponse,
     /// Events from the session task.
     pub events: mpsc::UnboundedReceiver<ClientEvent>,
+    /// The current `ETag` of the ICE session (from the 201, then from each
+    /// ICE restart's 200), sent as `If-Match` on PATCH.
+    pub etag: Option<String>,
+    /// The ICE agent's connection state, as str0m reports it.
+    pub ice: watch::Receiver<IceConnectionState>,
     cmd: mpsc::UnboundedSender<Cmd>,
     token: Option<String>,
     extra_headers: Vec<(String, String)>,
@@ -285,8 +296,11 @@ impl Session {
         rtc.sdp_api().accept_answer(pending, answer)?;
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(rtc, socket, local, mids, cmd_rx, ev_tx));
+        let (ice_tx, ice) = watch::channel(IceConnectionState::New);
+        let task = tokio::spawn(drive(rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx));
         Ok(Session {
+            etag: resp.header("etag").map(str::to_string),
+            ice,
             location,
             answer: resp.body.clone(),
             response: resp,
@@ -334,6 +348,58 @@ impl Session {
         self.task.abort();
     }
 
+    /// ICE restart by PATCH (RFC 9725 §4.3.2): new local ICE credentials go
+    /// to the session URL as an `application/trickle-ice-sdpfrag` with
+    /// `If-Match` = the current ETag. On `200` the server's new credentials
+    /// and candidates are applied and [`Session::etag`] updated; any other
+    /// status leaves the session as it was. Returns the PATCH response.
+    ///
+    /// Errors: the session task is gone, the request failed, or a 200 body
+    /// without usable credentials.
+    pub async fn ice_restart(&mut self) -> anyhow::Result<HttpResponse> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.cmd.send(Cmd::IceRestart(tx));
+        let offer = rx
+            .await
+            .map_err(|_| anyhow::anyhow!("session task ended"))?
+            .map_err(|e| anyhow::anyhow!("ICE restart: {e}"))?;
+        let frag = crate::http::sdpfrag::ice_fragment(&offer);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/trickle-ice-sdpfrag")];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        if let Some(e) = &self.etag {
+            headers.push(("if-match", e.as_str()));
+        }
+        for (k, v) in &self.extra_headers {
+            headers.push((k.as_str(), v.as_str()));
+        }
+        let resp = request("PATCH", &self.location, &headers, Some(frag)).await;
+        let resp = match resp {
+            Ok(r) if r.status == 200 => r,
+            other => {
+                let _ = self.cmd.send(Cmd::IceRollback);
+                return other;
+            }
+        };
+        let f = crate::http::sdpfrag::parse(&resp.body)
+            .map_err(|e| anyhow::anyhow!("ICE restart answer: {e}"))?;
+        let (Some(u), Some(p)) = (f.ufrag.as_deref(), f.pwd.as_deref()) else {
+            let _ = self.cmd.send(Cmd::IceRollback);
+            anyhow::bail!("ICE restart answer without a=ice-ufrag/a=ice-pwd");
+        };
+        let answer = crate::http::sdpfrag::with_new_ice(&self.answer, u, p, &f.candidates);
+        let (tx, rx) = oneshot::channel();
+        let _ = self.cmd.send(Cmd::IceAnswer(answer.clone(), tx));
+        rx.await
+            .map_err(|_| anyhow::anyhow!("session task ended"))?
+            .map_err(|e| anyhow::anyhow!("ICE restart answer: {e}"))?;
+        self.answer = answer;
+        self.etag = resp.header("etag").map(str::to_string);
+        Ok(resp)
+    }
+
     /// DELETE the session resource and stop. Returns the DELETE status.
     pub async fn close(self) -> anyhow::Result<u16> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -358,8 +424,10 @@ async fn drive(
     mids: Vec<(MediaKind, Mid)>,
     mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ev: mpsc::UnboundedSender<ClientEvent>,
+    ice: watch::Sender<IceConnectionState>,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut pending: Option<SdpPendingOffer> = None;
     let mut seqs: Vec<u64> = mids
         .iter()
         .map(|_| {
@@ -396,6 +464,10 @@ async fn drive(
                             }))
                         }
                         Event::KeyframeRequest(_) => Some(ClientEvent::KeyframeRequest),
+                        Event::IceConnectionStateChange(s) => {
+                            let _ = ice.send(s);
+                            None
+                        }
                         Event::Closed => Some(ClientEvent::Closed("remote closed".into())),
                         _ => None,
                     };
@@ -436,6 +508,27 @@ async fn drive(
                             .marker(p.marker).nackable(video));
                     }
                 }
+                Some(Cmd::IceRestart(reply)) => {
+                    let mut api = rtc.sdp_api();
+                    api.ice_restart(true);
+                    let r = match api.apply() {
+                        Some((offer, p)) => {
+                            pending = Some(p);
+                            Ok(offer.to_sdp_string())
+                        }
+                        None => Err("nothing to offer".to_string()),
+                    };
+                    let _ = reply.send(r);
+                }
+                Some(Cmd::IceAnswer(sdp, reply)) => {
+                    let r = match (pending.take(), SdpAnswer::from_sdp_string(&sdp)) {
+                        (Some(p), Ok(a)) => rtc.sdp_api().accept_answer(p, a).map_err(|e| e.to_string()),
+                        (None, _) => Err("no ICE restart pending".to_string()),
+                        (_, Err(e)) => Err(e.to_string()),
+                    };
+                    let _ = reply.send(r);
+                }
+                Some(Cmd::IceRollback) => pending = None,
                 Some(Cmd::Close) | None => {
                     let _ = rtc.close();
                     for _ in 0..64 {

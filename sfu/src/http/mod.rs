@@ -261,6 +261,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                         Err(r) => return r,
                     };
                     sessions::patch(app, role, name, session, ct_ok, if_match.as_deref(), &body)
+                        .await
                 }
                 _ if !app.shared.registry.sessions.contains_key(*session) => {
                     error(StatusCode::NOT_FOUND, "no such session")

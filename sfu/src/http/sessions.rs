@@ -138,9 +138,18 @@ fn created(app: &App, role: Role, stream: &str, session: &str, answer: String) -
     );
     r.headers_mut().insert(
         hyper::header::ETAG,
-        HeaderValue::from_str(&format!("\"{session}\"")).expect("ascii etag"),
+        HeaderValue::from_str(&etag_of(session, 0)).expect("ascii etag"),
     );
     r
+}
+
+/// The strong ETag of `session` after `restarts` ICE restarts (quoted).
+fn etag_of(session: &str, restarts: u32) -> String {
+    if restarts == 0 {
+        format!("\"{session}\"")
+    } else {
+        format!("\"{session}-{restarts}\"")
+    }
 }
 
 fn mid_of(offer: &Offer, mline: usize) -> Option<Mid> {
@@ -272,6 +281,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         publication,
         PeerKind::Publisher(state),
         tracks.iter().map(Chosen::describe).collect(),
+        body,
     );
     info!(stream, session = %session, codecs = %tracks.iter().map(Chosen::describe).collect::<Vec<_>>().join(", "), "WHIP session created");
     created(app, Role::Publisher, stream, &session, answer)
@@ -291,6 +301,7 @@ fn start_peer(
     publication: Arc<Publication>,
     kind: PeerKind,
     codecs: Vec<String>,
+    offer_sdp: &str,
 ) {
     let me = PeerRef { shard, id };
     let stats = Arc::new(crate::stats::SessionStats::new(id, codecs));
@@ -302,6 +313,8 @@ fn start_peer(
             peer: me,
             stats: stats.clone(),
             remote_ufrag,
+            offer: Arc::from(offer_sdp),
+            etag: etag_of(session, 0),
         },
     );
     app.shared.demux.add_ufrag(&creds.ufrag, me);
@@ -416,6 +429,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         publication,
         PeerKind::Viewer(state),
         chosen.iter().map(|(_, c)| c.describe()).collect(),
+        body,
     );
     info!(stream, session = %session, "WHEP session created");
     created(app, Role::Viewer, stream, &session, answer)
@@ -465,10 +479,12 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
 
 /// `PATCH` on a session (RFC 9725 §4.3): trickle ICE candidates
 /// (`application/trickle-ice-sdpfrag`, RFC 8840) → 204. A fragment with new
-/// ICE credentials is an ICE restart, which str0m cannot do from a fragment:
-/// 422 (RFC 9725 §4.3.1 allows a server to support only trickle), the session
-/// keeps running. `if_match`: the `If-Match` (or `ETag`) request header.
-pub fn patch(
+/// ICE credentials is an ICE restart (§4.3.2): the client's stored offer is
+/// re-offered to the peer's str0m instance with the new credentials and
+/// candidates, and the answer's new server credentials and candidates come
+/// back as a `200` sdpfrag with a new `ETag`; media keeps flowing meanwhile.
+/// `if_match`: the `If-Match` (or `ETag`) request header; a stale one is 412.
+pub async fn patch(
     app: &App,
     role: Role,
     stream: &str,
@@ -494,7 +510,7 @@ pub fn patch(
             "Content-Type must be application/trickle-ice-sdpfrag",
         );
     }
-    let etag = format!("\"{session}\"");
+    let etag = entry.etag.clone();
     match if_match.map(str::trim) {
         None if app.config.strict_if_match => {
             return error(StatusCode::PRECONDITION_REQUIRED, "If-Match required");
@@ -519,11 +535,7 @@ pub fn patch(
         .as_deref()
         .is_some_and(|u| u != entry.remote_ufrag)
     {
-        info!(stream, session, "ICE restart requested: not supported, 422");
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ICE restart is not supported: POST a new offer",
-        );
+        return ice_restart(app, stream, session, &entry, &frag).await;
     }
     let candidates: Vec<Candidate> = frag
         .candidates
@@ -540,6 +552,81 @@ pub fn patch(
         );
     }
     empty(StatusCode::NO_CONTENT)
+}
+
+/// Most ICE restarts one session may do (each keeps a demux entry).
+const MAX_ICE_RESTARTS: u32 = 8;
+
+/// The ICE restart of a PATCH (see [`patch`]).
+async fn ice_restart(
+    app: &App,
+    stream: &str,
+    session: &str,
+    entry: &SessionEntry,
+    frag: &super::sdpfrag::Fragment,
+) -> Resp {
+    let (Some(ufrag), Some(pwd)) = (frag.ufrag.as_deref(), frag.pwd.as_deref()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ICE restart needs both a=ice-ufrag and a=ice-pwd",
+        );
+    };
+    let restarts = entry.etag.matches('-').count() as u32 + 1;
+    if restarts > MAX_ICE_RESTARTS {
+        info!(stream, session, "ICE restart refused: limit reached");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too many ICE restarts for this session: POST a new offer",
+        );
+    }
+    let candidates: Vec<String> = frag
+        .candidates
+        .iter()
+        .filter(|c| Candidate::from_sdp_string(c).is_ok())
+        .cloned()
+        .collect();
+    let text = super::sdpfrag::with_new_ice(&entry.offer, ufrag, pwd, &candidates);
+    let offer = match SdpOffer::from_sdp_string(&text) {
+        Ok(o) => o,
+        Err(e) => {
+            info!(stream, session, "ICE restart refused: {e}");
+            return error(StatusCode::BAD_REQUEST, format!("bad ICE credentials: {e}"));
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.shared.send_control(
+        entry.peer.shard,
+        ShardMsg::IceRestart {
+            peer: entry.peer.id,
+            offer: Box::new(offer),
+            reply: tx,
+        },
+    );
+    let answer = match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
+        Ok(Ok(Ok(a))) => a,
+        Ok(Ok(Err(e))) => {
+            info!(stream, session, "ICE restart failed: {e}");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, format!("ICE restart failed: {e}"));
+        }
+        _ => return error(StatusCode::NOT_FOUND, "no such session"),
+    };
+    let etag = etag_of(session, restarts);
+    if let Some(mut e) = app.shared.registry.sessions.get_mut(session) {
+        e.remote_ufrag = ufrag.to_string();
+        e.offer = Arc::from(text.as_str());
+        e.etag = etag.clone();
+    }
+    info!(stream, session, restarts, "ICE restart: new credentials");
+    let mut r = super::response::with_body(
+        StatusCode::OK,
+        "application/trickle-ice-sdpfrag",
+        super::sdpfrag::ice_fragment(&answer),
+    );
+    r.headers_mut().insert(
+        hyper::header::ETAG,
+        HeaderValue::from_str(&etag).expect("ascii etag"),
+    );
+    r
 }
 
 /// 503 + Retry-After when the session limit is reached (RFC 9725 §4.5).

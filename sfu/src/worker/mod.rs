@@ -69,6 +69,17 @@ pub enum ShardMsg {
         /// Track index.
         track: usize,
     },
+    /// ICE restart (RFC 9725 §4.3.2): accept the client's offer re-made with
+    /// new ICE credentials; replies with the answer SDP (new server
+    /// credentials) or why not.
+    IceRestart {
+        /// Peer id.
+        peer: u64,
+        /// The re-offer.
+        offer: Box<str0m::change::SdpOffer>,
+        /// Answer SDP or error.
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    },
     /// Trickled remote ICE candidates (RFC 8838) for a peer.
     RemoteCandidates {
         /// Peer id.
@@ -232,6 +243,12 @@ impl Worker {
                 self.keyframe_to_publisher(publisher, track, Instant::now());
                 self.run_actions();
             }
+            ShardMsg::IceRestart { peer, offer, reply } => {
+                let r = self.ice_restart(peer, *offer);
+                let _ = reply.send(r);
+                self.drive(peer, Instant::now());
+                self.run_actions();
+            }
             ShardMsg::RemoteCandidates { peer, candidates } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     for c in candidates {
@@ -272,6 +289,38 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// See [`ShardMsg::IceRestart`]: str0m restarts ICE when an offer
+    /// carries new remote credentials and answers with new local ones, which
+    /// the demux learns so the client's checks with them reach this peer.
+    fn ice_restart(&mut self, id: u64, offer: str0m::change::SdpOffer) -> Result<String, String> {
+        let peer = self.peers.get_mut(&id).ok_or("session ended")?;
+        let _span = peer.span.clone().entered();
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| e.to_string())?
+            .to_sdp_string();
+        let attr = |name: &str| {
+            answer
+                .lines()
+                .find_map(|l| l.trim_end_matches('\r').strip_prefix(name))
+                .map(str::to_string)
+        };
+        let (Some(ufrag), Some(pwd)) = (attr("a=ice-ufrag:"), attr("a=ice-pwd:")) else {
+            return Err("answer without ICE credentials".into());
+        };
+        let me = PeerRef {
+            shard: self.idx,
+            id,
+        };
+        self.shared.demux.add_ufrag(&ufrag, me);
+        peer.old_ufrags.push(std::mem::replace(&mut peer.ufrag, ufrag));
+        peer.ice_pwd = pwd;
+        info!(peer = id, "ICE restarted with new credentials");
+        Ok(answer)
     }
 
     fn add_peer(&mut self, n: NewPeer) {
@@ -808,6 +857,9 @@ impl Worker {
             id,
         };
         self.shared.demux.remove(&peer.ufrag, &peer.addrs, me);
+        for u in &peer.old_ufrags {
+            self.shared.demux.remove(u, &[], me);
+        }
         self.shared.registry.sessions.remove(&peer.session);
         self.shared.load[self.idx].fetch_sub(1, Ordering::Relaxed);
         let publication = peer.publication.clone();

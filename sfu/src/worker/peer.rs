@@ -164,6 +164,8 @@ pub struct Peer {
     pub stats: Arc<SessionStats>,
     /// Folds str0m's per-mid reports into `stats`.
     pub folder: StatsFolder,
+    /// Our ICE ufrags before ICE restarts (still in the demux until close).
+    pub old_ufrags: Vec<String>,
     /// `session` span (stream, session id, role, peer id, remote address)
     /// entered around this peer's non-media events and log lines.
     pub span: tracing::Span,
@@ -186,6 +188,7 @@ impl Peer {
         );
         Peer {
             span,
+            old_ufrags: Vec::new(),
             id: n.id,
             rtc: n.rtc,
             session: n.session,
