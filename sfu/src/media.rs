@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn h265_keyframe_starts_at_the_vps() {
         assert!(starts_keyframe(Codec::H265, &[0x40, 0x01, 0x0c])); // VPS
-        assert!(starts_keyframe(Codec::H265, &[0x60, 0x01, 0, 4, 0x40, 0x01])); // AP: VPS
+        assert!(starts_keyframe(
+            Codec::H265,
+            &[0x60, 0x01, 0, 4, 0x40, 0x01]
+        )); // AP: VPS
         assert!(starts_keyframe(Codec::H265, &[0x26, 0x01, 0xaf])); // IDR_W_RADL
         assert!(starts_keyframe(Codec::H265, &[0x62, 0x01, 0x93])); // FU start, IDR
         assert!(!starts_keyframe(Codec::H265, &[0x62, 0x01, 0x13])); // FU middle

@@ -6,9 +6,7 @@ use crate::media::{KeyframeRequest, Media, SourceInfo, VideoCodec, VideoFrame, n
 use crate::packetize::Packetizer;
 use crate::status::{Mode, Stats, Status};
 use sfu::client::http::Url;
-use sfu::client::{
-    ClientEvent, Options, OutPacket, Refused, Session, Signalling, Track, sps,
-};
+use sfu::client::{ClientEvent, Options, OutPacket, Refused, Session, Signalling, Track, sps};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;

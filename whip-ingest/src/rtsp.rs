@@ -329,8 +329,7 @@ impl RtspSource {
                             return String::new();
                         }
                     }
-                    if tx.send(Media::Video(frame)).await.is_err()
-                    {
+                    if tx.send(Media::Video(frame)).await.is_err() {
                         return String::new();
                     }
                 }

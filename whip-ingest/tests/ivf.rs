@@ -34,14 +34,23 @@ async fn publish_and_decode(name: &str, encoder: &[&str], track: Track, codec: V
     args.extend_from_slice(&["-g", "15", "-b:v", "400k", "-f", "ivf", clip_s]);
     ffmpeg(&args);
     let (file_frames, err) = decode_file(&clip, None);
-    assert_eq!(file_frames.len(), 30, "{name}: the clip has 30 frames: {err}");
+    assert_eq!(
+        file_frames.len(),
+        30,
+        "{name}: the clip has 30 frames: {err}"
+    );
 
     let mut ing = Ingest::start(&[clip_s, "--loop", "--url", &format!("{base}/whip/{name}")]);
     let opts = Options {
         tracks: vec![track],
         ..Default::default()
     };
-    let mut v = viewer_with(&format!("{base}/whep/{name}"), Duration::from_secs(10), opts).await;
+    let mut v = viewer_with(
+        &format!("{base}/whep/{name}"),
+        Duration::from_secs(10),
+        opts,
+    )
+    .await;
     let rx = collect(&mut v, Duration::from_millis(3500)).await;
     ing.term();
     let st = ing.wait(Duration::from_secs(10));
@@ -135,14 +144,7 @@ async fn vp9_ivf_loops_and_decodes() {
 async fn av1_ivf_loops_and_decodes() {
     publish_and_decode(
         "av1",
-        &[
-            "-c:v",
-            "libaom-av1",
-            "-usage",
-            "realtime",
-            "-cpu-used",
-            "8",
-        ],
+        &["-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8"],
         Track::Av1,
         VideoCodec::Av1,
     )

@@ -181,7 +181,10 @@ async fn rtsp_h265_camera_reaches_an_h265_viewer() {
         .collect();
     let irap = types.iter().position(|t| (16..=23).contains(t)).unwrap();
     for ps in [32, 33, 34] {
-        assert!(types[..irap].contains(&ps), "NAL type {ps} before the IRAP: {types:?}");
+        assert!(
+            types[..irap].contains(&ps),
+            "NAL type {ps} before the IRAP: {types:?}"
+        );
     }
     let path = dir.join("viewer.h265");
     let stream: Vec<u8> = fr[start..].iter().flat_map(|f| f.data.clone()).collect();
@@ -189,7 +192,10 @@ async fn rtsp_h265_camera_reaches_an_h265_viewer() {
     let (sizes, err) = decode_file(&path, Some("hevc"));
     assert!(err.trim().is_empty(), "ffmpeg errors: {err}");
     assert!(sizes.len() >= 20, "{} frames decoded", sizes.len());
-    assert!(sizes.iter().all(|s| *s == 320 * 240 * 3 / 2), "320x240 pictures");
+    assert!(
+        sizes.iter().all(|s| *s == 320 * 240 * 3 / 2),
+        "320x240 pictures"
+    );
     eprintln!(
         "h265: {} packets ({fus} FUs, largest {max} B), {} frames decoded",
         video.len(),
@@ -229,7 +235,12 @@ async fn rtsp_h264_with_aac_publishes_video_and_warns_once() {
         tracks: vec![Track::Opus, Track::H264(0x42e01f)],
         ..Default::default()
     };
-    let mut v = viewer_with(&format!("{base}/whep/h264aac"), Duration::from_secs(15), opts).await;
+    let mut v = viewer_with(
+        &format!("{base}/whep/h264aac"),
+        Duration::from_secs(15),
+        opts,
+    )
+    .await;
     let rx = collect(&mut v, Duration::from_secs(3)).await;
     let decoded = check_video(&rx, &dir, "H.264 + AAC");
     assert!(

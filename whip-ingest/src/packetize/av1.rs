@@ -130,12 +130,7 @@ pub fn packetize(tu: &[u8], keyframe: bool, max: usize) -> Vec<Vec<u8>> {
     // OBU elements: header + payload, without the size field.
     let elements: Vec<Vec<u8>> = obus
         .iter()
-        .filter(|o| {
-            !matches!(
-                o.kind,
-                OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING
-            )
-        })
+        .filter(|o| !matches!(o.kind, OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING))
         .map(|o| [o.header.as_slice(), o.payload].concat())
         .collect();
     let mut out = Vec::new();

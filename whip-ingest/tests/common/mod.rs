@@ -482,7 +482,9 @@ fn assemble(codec: VideoCodec, pk: &[&Received]) -> Option<VFrame> {
                     };
                     let el = &b[used..used + len];
                     if k == 1 && z {
-                        obus.last_mut().expect("Z=1 continues an OBU").extend_from_slice(el);
+                        obus.last_mut()
+                            .expect("Z=1 continues an OBU")
+                            .extend_from_slice(el);
                     } else {
                         obus.push(el.to_vec());
                     }
