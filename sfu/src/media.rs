@@ -39,6 +39,8 @@ pub struct MediaPacket {
 ///
 /// H.264: a packet carrying an SPS (type 7) or an IDR slice start (type 5),
 /// so a viewer starts at the parameter sets that precede the IDR (RFC 6184).
+/// H.265 likewise: a VPS (type 32, alone or first in an aggregation packet)
+/// or an IRAP NAL unit start (RFC 7798).
 pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
     use str0m::format::*;
     match codec {
@@ -46,8 +48,19 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
         Codec::Vp8 => detect_vp8_keyframe(payload),
         Codec::Vp9 => detect_vp9_keyframe(payload),
         Codec::Av1 => detect_av1_keyframe(payload),
-        Codec::H265 => detect_h265_keyframe(payload),
+        Codec::H265 => h265_vps(payload) || detect_h265_keyframe(payload),
         _ => true,
+    }
+}
+
+/// An H.265 payload that is a VPS, or an aggregation packet (type 48,
+/// RFC 7798 §4.4.2) whose first NAL unit is one.
+fn h265_vps(payload: &[u8]) -> bool {
+    let t = |b: u8| (b >> 1) & 0x3f;
+    match payload {
+        [b, ..] if t(*b) == 32 => true,
+        [b, _, _, _, inner, ..] if t(*b) == 48 => t(*inner) == 32,
+        _ => false,
     }
 }
 
@@ -63,5 +76,19 @@ mod tests {
         assert!(!starts_keyframe(Codec::H264, &[0x7c, 0x05])); // FU-A middle
         assert!(!starts_keyframe(Codec::H264, &[0x41, 0x9a])); // non-IDR slice
         assert!(starts_keyframe(Codec::Opus, &[1, 2, 3]));
+    }
+
+    #[test]
+    fn h265_keyframe_starts_at_the_vps() {
+        assert!(starts_keyframe(Codec::H265, &[0x40, 0x01, 0x0c])); // VPS
+        assert!(starts_keyframe(
+            Codec::H265,
+            &[0x60, 0x01, 0, 4, 0x40, 0x01]
+        )); // AP: VPS
+        assert!(starts_keyframe(Codec::H265, &[0x26, 0x01, 0xaf])); // IDR_W_RADL
+        assert!(starts_keyframe(Codec::H265, &[0x62, 0x01, 0x93])); // FU start, IDR
+        assert!(!starts_keyframe(Codec::H265, &[0x62, 0x01, 0x13])); // FU middle
+        assert!(!starts_keyframe(Codec::H265, &[0x42, 0x01, 0x01])); // SPS
+        assert!(!starts_keyframe(Codec::H265, &[0x02, 0x01, 0xd0])); // TRAIL_R
     }
 }

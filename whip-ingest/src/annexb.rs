@@ -232,6 +232,7 @@ pub async fn open_file(
         .collect();
     let fps = fps.or(sps.fps).unwrap_or(30.0);
     let info = SourceInfo {
+        codec: crate::media::VideoCodec::H264,
         describe: format!(
             "{name}: H.264 {:06x} {}x{} at {fps:.3} fps{}",
             sps.profile_level_id(),
@@ -260,6 +261,7 @@ pub async fn open_file(
 pub fn open_stdin(fps: Option<f64>, stall: Duration) -> (SourceInfo, AnnexBSource) {
     (
         SourceInfo {
+            codec: crate::media::VideoCodec::H264,
             describe: "standard input: Annex B H.264".into(),
             video: true,
             profile: None,

@@ -14,21 +14,25 @@ pub const EXIT_REFUSED: i32 = 4;
 /// Exit code when the server stayed unreachable for `--give-up-after`.
 pub const EXIT_UNREACHABLE: i32 = 5;
 
-/// Publish H.264 files, standard input or RTP from ffmpeg/GStreamer to a
-/// WHIP server.
+/// Publish RTSP cameras, H.264/VP8/VP9/AV1 files, standard input or RTP from
+/// ffmpeg/GStreamer to a WHIP server.
 ///
 /// SOURCE is one of:
+///   rtsp://[user:pass@]host[:port]/path   RTSP camera (H.264 or H.265; G.711 audio)
 ///   PATH.h264 | PATH.264   Annex B H.264 file, paced at its frame rate
+///   PATH.ivf               VP8, VP9 or AV1 IVF file, paced at its frame rate
 ///   PATH.sdp               RTP described by an SDP file (ffmpeg -f rtp -sdp_file PATH.sdp)
 ///   -                      Annex B H.264 on standard input (rpicam-vid --inline -o -)
+///   test                   synthetic H.264 test pattern (OpenH264), optional Opus beep
 ///
 /// Exit codes: 0 clean stop, 2 bad arguments, 3 unusable source, 4 server
 /// refused, 5 server unreachable (only with --give-up-after).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "whip-ingest", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// rtsp://[user:pass@]host[:port]/path, PATH.h264, PATH.264, PATH.sdp,
-    /// - (Annex B H.264 on stdin) or test (a synthetic pattern).
+    /// rtsp://[user:pass@]host[:port]/path, PATH.h264, PATH.264, PATH.ivf
+    /// (VP8/VP9/AV1), PATH.sdp, - (Annex B H.264 on stdin) or test (a
+    /// synthetic pattern).
     pub source: String,
 
     /// WHIP endpoint, e.g. http://127.0.0.1:8080/whip/cam1
@@ -43,8 +47,8 @@ pub struct Cli {
     #[arg(long)]
     pub insecure: bool,
 
-    /// Frame rate of an Annex B or test source [default: from the SPS timing
-    /// info, else 30].
+    /// Frame rate of an Annex B, IVF or test source [default: from the SPS
+    /// timing info or the IVF time base, else 30].
     #[arg(long, value_parser = parse_fps)]
     pub fps: Option<f64>,
 
@@ -64,7 +68,8 @@ pub struct Cli {
     #[arg(long)]
     pub audio: bool,
 
-    /// Repeat a file source forever (continuous timestamps).
+    /// Repeat a file source (.h264, .264, .ivf) forever (continuous RTP
+    /// timestamps and sequence numbers).
     #[arg(long = "loop")]
     pub repeat: bool,
 
@@ -176,6 +181,8 @@ fn parse_secs0(s: &str) -> Result<Duration, String> {
 pub enum SourceKind {
     /// Annex B H.264 file.
     AnnexB(std::path::PathBuf),
+    /// IVF file (VP8, VP9, AV1).
+    Ivf(std::path::PathBuf),
     /// Annex B H.264 on standard input.
     Stdin,
     /// RTP described by an SDP file.
@@ -202,9 +209,11 @@ impl SourceKind {
             Ok(SourceKind::Sdp(s.into()))
         } else if lower.ends_with(".h264") || lower.ends_with(".264") {
             Ok(SourceKind::AnnexB(s.into()))
+        } else if lower.ends_with(".ivf") {
+            Ok(SourceKind::Ivf(s.into()))
         } else {
             Err(format!(
-                "unrecognised SOURCE '{s}': want rtsp://..., PATH.h264, PATH.264, PATH.sdp, - (stdin) or test"
+                "unrecognised SOURCE '{s}': want rtsp://..., PATH.h264, PATH.264, PATH.ivf, PATH.sdp, - (stdin) or test"
             ))
         }
     }
@@ -249,6 +258,7 @@ mod tests {
             Ok(SourceKind::AnnexB("a/B.H264".into()))
         );
         assert!(matches!(SourceKind::of("x.sdp"), Ok(SourceKind::Sdp(_))));
+        assert!(matches!(SourceKind::of("x.IVF"), Ok(SourceKind::Ivf(_))));
         assert!(SourceKind::of("x.mp4").is_err());
         let s = IceServer::parse("turn:t.example:3478,u,p,w").unwrap();
         assert_eq!(s.credential.as_deref(), Some("p,w"));

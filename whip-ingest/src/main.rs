@@ -1,9 +1,12 @@
-//! `whip-ingest`: publish an RTSP camera, an H.264 file, standard input or
-//! RTP from ffmpeg/GStreamer (described by an SDP file) to a WHIP server.
+//! `whip-ingest`: publish an RTSP camera (H.264 or H.265), an H.264, VP8,
+//! VP9 or AV1 file, standard input or RTP from ffmpeg/GStreamer (described
+//! by an SDP file) to a WHIP server.
 //!
 //! ```text
 //! whip-ingest rtsp://admin:secret@192.168.1.10:554/stream1 --url http://127.0.0.1:8080/whip/cam1
 //! whip-ingest clip.h264 --loop --url http://127.0.0.1:8080/whip/cam1
+//! ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=30 -t 10 -c:v libvpx-vp9 -g 60 clip.ivf
+//! whip-ingest clip.ivf --loop --url http://127.0.0.1:8080/whip/cam1
 //! ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -c:v libx264 -profile:v baseline \
 //!   -bf 0 -g 60 -tune zerolatency -pix_fmt yuv420p -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp &
 //! whip-ingest x.sdp --url http://127.0.0.1:8080/whip/cam1
@@ -17,7 +20,9 @@
 
 mod annexb;
 mod cli;
+mod ivf;
 mod media;
+mod packetize;
 mod publish;
 mod rtp;
 mod rtsp;
@@ -59,9 +64,9 @@ fn main() {
 async fn run(cli: Cli) -> Result<(), Fail> {
     sfu::client::http::Url::parse(&cli.url).map_err(|e| Fail::usage(format!("--url: {e}")))?;
     let kind = SourceKind::of(&cli.source).map_err(Fail::usage)?;
-    if cli.repeat && !matches!(kind, SourceKind::AnnexB(_)) {
+    if cli.repeat && !matches!(kind, SourceKind::AnnexB(_) | SourceKind::Ivf(_)) {
         return Err(Fail::usage(
-            "--loop needs a file source (PATH.h264 or PATH.264)",
+            "--loop needs a file source (PATH.h264, PATH.264 or PATH.ivf)",
         ));
     }
     let (tx, rx) = mpsc::channel::<media::Media>(256);
@@ -90,6 +95,11 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 keyframes.clone(),
             )
             .await?;
+            tokio::spawn(src.run(tx, go_rx));
+            info
+        }
+        SourceKind::Ivf(path) => {
+            let (info, src) = ivf::open_file(path, cli.repeat, cli.fps, keyframes.clone()).await?;
             tokio::spawn(src.run(tx, go_rx));
             info
         }

@@ -2,12 +2,11 @@
 //! reconnect with backoff, stop cleanly on a signal.
 
 use crate::cli::{EXIT_REFUSED, EXIT_UNREACHABLE, Fail};
-use crate::media::{KeyframeRequest, Media, SourceInfo, VideoFrame, nal_type};
+use crate::media::{KeyframeRequest, Media, SourceInfo, VideoCodec, VideoFrame, nal_type};
+use crate::packetize::Packetizer;
 use crate::status::{Mode, Stats, Status};
 use sfu::client::http::Url;
-use sfu::client::{
-    ClientEvent, Options, OutPacket, Refused, Session, Signalling, Track, h264, sps,
-};
+use sfu::client::{ClientEvent, Options, OutPacket, Refused, Session, Signalling, Track, sps};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
@@ -294,6 +293,7 @@ struct Run {
     posting: Option<Posting>,
     backoff: Backoff,
     params: ParamCache,
+    packetizer: Packetizer,
     need_keyframe: bool,
     had_session: bool,
     had_live: bool,
@@ -310,7 +310,13 @@ impl Run {
             t.push(*a);
         }
         if self.info.video {
-            t.push(Track::H264(self.info.profile.or(self.params.profile)?));
+            t.push(match self.info.codec {
+                VideoCodec::H264 => Track::H264(self.info.profile.or(self.params.profile)?),
+                VideoCodec::H265 => Track::H265,
+                VideoCodec::Vp8 => Track::Vp8,
+                VideoCodec::Vp9 => Track::Vp9,
+                VideoCodec::Av1 => Track::Av1,
+            });
         }
         Some(t)
     }
@@ -371,7 +377,9 @@ impl Run {
     }
 
     fn send_video(&mut self, mut f: VideoFrame) {
-        self.params.prepare(&mut f);
+        if self.info.codec == VideoCodec::H264 {
+            self.params.prepare(&mut f);
+        }
         if self.phase == Phase::WaitStream && self.tracks().is_some() {
             self.start_posting();
         }
@@ -387,11 +395,7 @@ impl Run {
             debug!("first keyframe: video flows");
         }
         self.need_keyframe = false;
-        let au = h264::AccessUnit {
-            nals: f.nals.iter().map(Vec::as_slice).collect(),
-            keyframe: f.keyframe,
-        };
-        let pk = h264::packetize(&au, h264::MAX_PAYLOAD);
+        let pk = self.packetizer.packetize(&f);
         let n = pk.len();
         for (k, p) in pk.into_iter().enumerate() {
             self.stats.bytes += p.len() as u64;
@@ -460,6 +464,7 @@ pub async fn run(
     let mut status = Status::new(cfg.status);
     let mut tick = tokio::time::interval(cfg.status.interval());
     tick.tick().await;
+    let packetizer = Packetizer::new(info.codec);
     let mut r = Run {
         cfg,
         info,
@@ -470,6 +475,7 @@ pub async fn run(
         posting: None,
         backoff: Backoff::default(),
         params,
+        packetizer,
         need_keyframe: true,
         had_session: false,
         had_live: false,

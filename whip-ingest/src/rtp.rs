@@ -130,6 +130,7 @@ pub async fn open_sdp(path: &Path, stall: Duration) -> Result<(SourceInfo, RtpSo
         streams.push((c, sock, rtcp));
     }
     let info = SourceInfo {
+        codec: crate::media::VideoCodec::H264,
         describe,
         video: video.is_some(),
         profile,

@@ -1,17 +1,20 @@
 //! RTSP camera source (RFC 2326 / 7826 client: the `retina` crate).
 //!
 //! DESCRIBE, SETUP (TCP interleaved by default, UDP with
-//! `--rtsp-transport udp`) and PLAY; H.264 video frames arrive depacketized
-//! (RFC 6184) with SPS/PPS before every IDR, and are handed on as access
-//! units; PCMU/PCMA audio is passed through. AAC and other audio codecs are
-//! skipped with one warning (no transcoding); H.265 is refused (this version
-//! publishes H.264). When the camera goes away (connection lost, RTSP server
+//! `--rtsp-transport udp`) and PLAY; H.264 (RFC 6184) or H.265 (RFC 7798)
+//! video frames arrive depacketized and are handed on as access units with
+//! the parameter sets (SPS/PPS, or VPS/SPS/PPS; from the stream or the SDP's
+//! `sprop-*`) in front of every IDR/IRAP; H.264 is preferred when a camera
+//! offers both. PCMU/PCMA audio is passed through. AAC and other audio
+//! codecs are skipped with one warning (no transcoding); a camera without
+//! H.264 or H.265 video (e.g. AAC audio only) is an unusable source (exit 3).
+//! When the camera goes away (connection lost, RTSP server
 //! restart, reboot) or stays silent for `--stall-timeout`, the session is torn
 //! down and set up again with capped, jittered exponential backoff, while the
 //! WHIP session stays up and its timestamps continue ([`crate::rtp::Rebase`]).
 
 use crate::cli::Fail;
-use crate::media::{Media, SourceInfo, VideoFrame};
+use crate::media::{Media, SourceInfo, VideoCodec, VideoFrame, h265_type};
 use crate::publish::Backoff;
 use crate::rtp::Rebase;
 use futures_util::StreamExt;
@@ -19,7 +22,7 @@ use retina::client::{
     Credentials, PlayOptions, SessionGroup, SessionOptions, SetupOptions, TcpTransportOptions,
     Transport, UdpTransportOptions,
 };
-use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use sfu::client::Track;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +51,11 @@ pub struct RtspSource {
 /// Which streams of a DESCRIBE answer we use.
 struct Picked {
     video: usize,
+    codec: VideoCodec,
     audio: Option<(usize, Track)>,
     profile: Option<u32>,
+    /// Why an audio stream is not forwarded (logged once, at startup).
+    skipped_audio: Option<String>,
 }
 
 /// Credentials move from the URL's userinfo to RTSP authentication (Basic or
@@ -84,44 +90,71 @@ fn redacted(url: &url::Url) -> String {
 }
 
 fn pick(streams: &[retina::client::Stream]) -> Result<Picked, String> {
-    let mut video = None;
-    let mut h265 = false;
+    let (mut h264, mut h265) = (None, None);
+    let mut other_video = Vec::new();
     let mut audio = None;
+    let mut audio_seen = Vec::new();
+    let mut skipped_audio = None;
     for (i, s) in streams.iter().enumerate() {
         match (s.media(), s.encoding_name()) {
-            ("video", "h264") if video.is_none() => video = Some(i),
-            ("video", "h265") => h265 = true,
-            ("audio", "pcmu") if audio.is_none() && s.clock_rate_hz() == 8000 => {
-                audio = Some((i, Track::Pcmu))
+            ("video", "h264") if h264.is_none() => h264 = Some(i),
+            ("video", "h265") if h265.is_none() => h265 = Some(i),
+            ("video", enc) => other_video.push(enc.to_string()),
+            ("audio", enc) => {
+                audio_seen.push(format!("{enc}/{} Hz", s.clock_rate_hz()));
+                match enc {
+                    "pcmu" if audio.is_none() && s.clock_rate_hz() == 8000 => {
+                        audio = Some((i, Track::Pcmu))
+                    }
+                    "pcma" if audio.is_none() && s.clock_rate_hz() == 8000 => {
+                        audio = Some((i, Track::Pcma))
+                    }
+                    _ if audio.is_none() && skipped_audio.is_none() => {
+                        skipped_audio = Some(format!(
+                            "camera audio is {enc}/{} Hz: not forwarded (WebRTC carries Opus or \
+                             G.711 8 kHz; no transcoding here) — set the camera's audio to G.711 \
+                             to hear it",
+                            s.clock_rate_hz()
+                        ))
+                    }
+                    _ => {}
+                }
             }
-            ("audio", "pcma") if audio.is_none() && s.clock_rate_hz() == 8000 => {
-                audio = Some((i, Track::Pcma))
-            }
-            ("audio", enc) if audio.is_none() => warn!(
-                "camera audio is {enc}/{} Hz: not forwarded (WebRTC carries Opus or G.711 8 kHz; \
-                 no transcoding here) — set the camera's audio to G.711 to hear it",
-                s.clock_rate_hz()
-            ),
             _ => {}
         }
     }
-    let Some(video) = video else {
-        return Err(if h265 {
-            "the camera offers H.265 only: whip-ingest publishes H.264; select an H.264 stream \
-             (often the camera's substream) or set the camera's codec to H.264"
-                .into()
-        } else {
-            "the camera offers no H.264 video stream".into()
-        });
+    let (video, codec) = match (h264, h265) {
+        (Some(i), _) => (i, VideoCodec::H264),
+        (None, Some(i)) => (i, VideoCodec::H265),
+        (None, None) if !other_video.is_empty() => {
+            return Err(format!(
+                "the camera's video is {}: whip-ingest publishes H.264 or H.265; set the \
+                 camera's codec to H.264",
+                other_video.join(", ")
+            ));
+        }
+        (None, None) if !audio_seen.is_empty() => {
+            return Err(format!(
+                "the camera offers no video, only audio ({}): whip-ingest needs an H.264 or \
+                 H.265 video stream",
+                audio_seen.join(", ")
+            ));
+        }
+        (None, None) => return Err("the camera offers no video stream".into()),
     };
-    let profile = match streams[video].parameters() {
-        Some(ParametersRef::Video(v)) => profile_of(v.rfc6381_codec()),
+    if audio.is_some() {
+        skipped_audio = None;
+    }
+    let profile = match (codec, streams[video].parameters()) {
+        (VideoCodec::H264, Some(ParametersRef::Video(v))) => profile_of(v.rfc6381_codec()),
         _ => None,
     };
     Ok(Picked {
         video,
+        codec,
         audio,
         profile,
+        skipped_audio,
     })
 }
 
@@ -157,9 +190,18 @@ pub async fn open(
         .map_err(|e| Fail::source(format!("RTSP DESCRIBE {}: {e}", redacted(&src.url))))?;
     let p = pick(session.streams()).map_err(Fail::source)?;
     drop(session);
+    if let Some(w) = &p.skipped_audio {
+        warn!("{w}");
+    }
     let info = SourceInfo {
-        describe: format!("RTSP {} over {:?}", redacted(&src.url), transport),
+        describe: format!(
+            "RTSP {} over {:?}: {}",
+            redacted(&src.url),
+            transport,
+            p.codec.name()
+        ),
         video: true,
+        codec: p.codec,
         profile: p.profile,
         params: Vec::new(),
         audio: p.audio.map(|(_, t)| t),
@@ -223,10 +265,11 @@ impl RtspSource {
             Err(e) => return format!("PLAY: {e}"),
         };
         info!("RTSP playing {}", redacted(&self.url));
-        // SPS/PPS from the SDP's sprop-parameter-sets (most cameras send them
-        // only there); replaced when the stream carries new ones in band.
+        // SPS/PPS (H.265: VPS/SPS/PPS) from the SDP's sprop-* parameters
+        // (most cameras send them only there); replaced when the stream
+        // carries new ones in band.
         let mut params: Vec<Vec<u8>> = match demuxed.streams()[p.video].parameters() {
-            Some(ParametersRef::Video(v)) => avcc_params(v.extra_data()),
+            Some(ParametersRef::Video(v)) => video_params(v),
             _ => Vec::new(),
         };
         loop {
@@ -248,16 +291,36 @@ impl RtspSource {
                         && let Some(ParametersRef::Video(v)) =
                             demuxed.streams()[p.video].parameters()
                     {
-                        params = avcc_params(v.extra_data());
+                        params = video_params(v);
                     }
                     let ts = video_ts.map(f.timestamp().timestamp() as u32, now);
                     let keyframe = f.is_random_access_point();
-                    let mut nals = Vec::new();
-                    if keyframe {
-                        nals.extend(params.iter().cloned());
-                    }
-                    nals.extend(length_prefixed(f.data()));
-                    if nals.is_empty() {
+                    let frame = length_prefixed(f.data());
+                    let frame = match p.codec {
+                        VideoCodec::H265 => {
+                            let mut nals = Vec::new();
+                            if keyframe {
+                                // VPS/SPS/PPS the access unit lacks (H.265 §7.4.2.4.4 order).
+                                for ps in &params {
+                                    let t = h265_type(ps);
+                                    if !frame.iter().any(|n| h265_type(n) == t) {
+                                        nals.push(ps.clone());
+                                    }
+                                }
+                            }
+                            nals.extend(frame);
+                            VideoFrame::h265(ts, nals)
+                        }
+                        _ => {
+                            let mut nals = Vec::new();
+                            if keyframe {
+                                nals.extend(params.iter().cloned());
+                            }
+                            nals.extend(frame);
+                            VideoFrame::new(ts, nals)
+                        }
+                    };
+                    if frame.nals.is_empty() {
                         continue;
                     }
                     if !*healthy {
@@ -266,11 +329,7 @@ impl RtspSource {
                             return String::new();
                         }
                     }
-                    if tx
-                        .send(Media::Video(VideoFrame::new(ts, nals)))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Media::Video(frame)).await.is_err() {
                         return String::new();
                     }
                 }
@@ -328,6 +387,19 @@ impl RtspSource {
             tokio::time::sleep(delay).await;
             debug!("RTSP reconnect attempt");
         }
+    }
+}
+
+/// The parameter sets to put in front of keyframes: H.264 SPS/PPS (from the
+/// `avcC` record), H.265 VPS, SPS, PPS (in that order).
+fn video_params(v: &retina::codec::VideoParameters) -> Vec<Vec<u8>> {
+    match v.codec_params() {
+        VideoParametersCodec::H265 { vps, sps, pps } => [vps, sps, pps]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| n.to_vec())
+            .collect(),
+        _ => avcc_params(v.extra_data()),
     }
 }
 

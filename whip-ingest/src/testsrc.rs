@@ -93,6 +93,7 @@ pub fn open(
         .map(|s| s.profile_level_id());
     encoder.force_intra_frame();
     let info = SourceInfo {
+        codec: crate::media::VideoCodec::H264,
         describe: format!(
             "test pattern {}x{} at {} fps, {} kbit/s H.264{}",
             set.width,

@@ -304,3 +304,56 @@ async fn follows_307_and_reconnects_when_the_server_ends_the_session() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_ivf_files_exit_3_with_a_reason() {
+    let dir = temp_dir("bad-ivf");
+    let url = format!("http://127.0.0.1:{}/whip/x", closed_tcp_port());
+    let good = dir.join("good.ivf");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "0.5",
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-f",
+        "ivf",
+        good.to_str().unwrap(),
+    ]);
+    let data = std::fs::read(&good).unwrap();
+    let mut wrong_codec = data.clone();
+    wrong_codec[8..12].copy_from_slice(b"H264");
+    let mut bad_obu = data[..32].to_vec();
+    bad_obu[8..12].copy_from_slice(b"AV01");
+    bad_obu.extend([
+        5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ]);
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "short.ivf",
+            data[..20].to_vec(),
+            "shorter than its 32-byte header",
+        ),
+        ("cut.ivf", data[..200].to_vec(), "truncated IVF frame"),
+        (
+            "codec.ivf",
+            wrong_codec,
+            "IVF codec 'H264' is not supported",
+        ),
+        ("random.ivf", vec![7u8; 500], "not an IVF file"),
+        ("obu.ivf", bad_obu, "OBU forbidden bit"),
+    ];
+    for (name, bytes, want) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (code, err) = run(&[path.to_str().unwrap(), "--url", &url]);
+        assert_eq!(code, Some(3), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+    }
+}

@@ -2,7 +2,10 @@
 //! G.711 µ-law) → `whip-ingest rtsp://…` → sfu → a WHEP viewer that decodes
 //! the video with ffmpeg and receives PCMU audio. Then the RTSP server is
 //! killed and restarted: the ingest reconnects by itself and the same viewer
-//! session receives decodable video again.
+//! session receives decodable video again. Also: an H.265 camera (x265 +
+//! rtph265pay, parameter sets only in the SDP) reaches an H.265 viewer and
+//! decodes; an AAC-only camera is refused (exit 3, one message); H.264 + AAC
+//! publishes the video and skips the AAC with one warning.
 
 mod common;
 
@@ -24,12 +27,18 @@ impl Drop for Camera {
     }
 }
 
-/// Start the test camera on `port`; returns once it listens.
+/// Start the test camera (H.264 + PCMU) on `port`; returns once it listens.
 fn camera(port: u16) -> Camera {
+    camera_mode(port, "h264")
+}
+
+/// Start the test camera in `mode` (see rtsp_server.py) on `port`.
+fn camera_mode(port: u16, mode: &str) -> Camera {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rtsp_server.py");
     let mut child = Command::new("/usr/bin/python3")
         .arg(script)
         .arg(port.to_string())
+        .arg(mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -127,4 +136,125 @@ async fn rtsp_camera_is_published_and_survives_a_server_restart() {
     assert!(!log.contains("secret"), "password never logged:\n{log}");
     drop(cam);
     eprintln!("decoded {first} frames before and {second} after the camera restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_h265_camera_reaches_an_h265_viewer() {
+    let base = start_server().await;
+    let dir = temp_dir("rtsp-h265");
+    let port = free_tcp_port();
+    let _cam = camera_mode(port, "h265");
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/h265"),
+    ]);
+    let opts = sfu::client::Options {
+        tracks: vec![Track::H265],
+        ..Default::default()
+    };
+    let mut v = viewer_with(&format!("{base}/whep/h265"), Duration::from_secs(15), opts).await;
+    let rx = collect(&mut v, Duration::from_secs(3)).await;
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+
+    let video = video_in_order(&rx);
+    let max = video.iter().map(|r| r.payload.len()).max().unwrap_or(0);
+    assert!(max > 0 && max <= 1200, "{max}-byte payloads");
+    let fus = video
+        .iter()
+        .filter(|r| (r.payload[0] >> 1) & 0x3f == 49)
+        .count();
+    assert!(fus > 0, "big NAL units travel as fragmentation units");
+    let fr = depacketize(VideoCodec::H265, &video);
+    let start = fr
+        .iter()
+        .position(|f| f.keyframe)
+        .unwrap_or_else(|| panic!("no IRAP in {} frames:\n{log}", fr.len()));
+    // The camera sends VPS/SPS/PPS only in the SDP: they must be in front of
+    // the IRAP picture.
+    let types: Vec<u8> = sfu::client::h264::nal_units(&fr[start].data)
+        .iter()
+        .map(|n| (n[0] >> 1) & 0x3f)
+        .collect();
+    let irap = types.iter().position(|t| (16..=23).contains(t)).unwrap();
+    for ps in [32, 33, 34] {
+        assert!(
+            types[..irap].contains(&ps),
+            "NAL type {ps} before the IRAP: {types:?}"
+        );
+    }
+    let path = dir.join("viewer.h265");
+    let stream: Vec<u8> = fr[start..].iter().flat_map(|f| f.data.clone()).collect();
+    std::fs::write(&path, stream).unwrap();
+    let (sizes, err) = decode_file(&path, Some("hevc"));
+    assert!(err.trim().is_empty(), "ffmpeg errors: {err}");
+    assert!(sizes.len() >= 20, "{} frames decoded", sizes.len());
+    assert!(
+        sizes.iter().all(|s| *s == 320 * 240 * 3 / 2),
+        "320x240 pictures"
+    );
+    eprintln!(
+        "h265: {} packets ({fus} FUs, largest {max} B), {} frames decoded",
+        video.len(),
+        sizes.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_camera_with_aac_audio_only_is_refused() {
+    let base = start_server().await;
+    let port = free_tcp_port();
+    let _cam = camera_mode(port, "aac");
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/aac"),
+    ]);
+    let st = ing.wait(Duration::from_secs(20));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(3), "unusable source:\n{log}");
+    assert_eq!(log.matches("no video").count(), 1, "one message:\n{log}");
+    assert!(log.contains("mpeg4-generic"), "names the audio:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_h264_with_aac_publishes_video_and_warns_once() {
+    let base = start_server().await;
+    let dir = temp_dir("rtsp-aac");
+    let port = free_tcp_port();
+    let _cam = camera_mode(port, "h264+aac");
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/h264aac"),
+    ]);
+    let opts = sfu::client::Options {
+        tracks: vec![Track::Opus, Track::H264(0x42e01f)],
+        ..Default::default()
+    };
+    let mut v = viewer_with(
+        &format!("{base}/whep/h264aac"),
+        Duration::from_secs(15),
+        opts,
+    )
+    .await;
+    let rx = collect(&mut v, Duration::from_secs(3)).await;
+    let decoded = check_video(&rx, &dir, "H.264 + AAC");
+    assert!(
+        rx.iter().all(|r| r.kind == MediaKind::Video),
+        "no audio forwarded"
+    );
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    assert_eq!(
+        log.matches("not forwarded").count(),
+        1,
+        "exactly one AAC warning:\n{log}"
+    );
+    eprintln!("h264+aac: {decoded} frames decoded, AAC skipped with one warning");
 }

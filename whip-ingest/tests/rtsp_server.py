@@ -1,8 +1,13 @@
 #!/usr/bin/python3
 """A test RTSP camera: GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)
-serving x264 H.264 (1 s GOP) + G.711 µ-law on 127.0.0.1:PORT/cam.
+on 127.0.0.1:PORT/cam serving, by MODE:
 
-    /usr/bin/python3 rtsp_server.py PORT
+    h264      x264 H.264 (1 s GOP) + G.711 µ-law (the default)
+    h265      x265 H.265 (1 s GOP), parameter sets in the SDP's sprop-* only
+    aac       AAC audio only (avenc_aac + rtpmp4gpay): no video
+    h264+aac  x264 H.264 + AAC audio
+
+    /usr/bin/python3 rtsp_server.py PORT [MODE]
 
 Prints READY when it listens; runs until killed.
 """
@@ -16,17 +21,34 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 Gst.init(None)
 port = sys.argv[1]
+mode = sys.argv[2] if len(sys.argv) > 2 else "h264"
+VIDEO = {
+    "h264": "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 "
+    "! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 ",
+    "h265": "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
+    "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 "
+    "! video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 ",
+}
+PCMU = (
+    "audiotestsrc is-live=true wave=sine freq=440 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 "
+    "! mulawenc ! rtppcmupay name=pay{n} pt=0 "
+)
+AAC = (
+    "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=16000,channels=1 "
+    "! avenc_aac ! aacparse ! rtpmp4gpay name=pay{n} pt=97 "
+)
+LAUNCH = {
+    "h264": VIDEO["h264"] + PCMU.format(n=1),
+    "h265": VIDEO["h265"],
+    "aac": AAC.format(n=0),
+    "h264+aac": VIDEO["h264"] + AAC.format(n=1),
+}
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
 server.set_service(port)
 factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch(
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 "
-    "! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 "
-    "audiotestsrc is-live=true wave=sine freq=440 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 "
-    "! mulawenc ! rtppcmupay name=pay1 pt=0 )"
-)
+factory.set_launch("( " + LAUNCH[mode] + ")")
 factory.set_shared(True)
 server.get_mount_points().add_factory("/cam", factory)
 if server.attach(None) == 0:

@@ -19,8 +19,14 @@ pub enum Track {
     /// H.264 video, PT 96 (RTX 97), packetization-mode 1, the given
     /// `profile-level-id` (e.g. `0x42e01f` Constrained Baseline 3.1).
     H264(u32),
-    /// VP8 video.
+    /// VP8 video (RFC 7741).
     Vp8,
+    /// VP9 video (RFC 9628), profile 0 (profile 2 also offered).
+    Vp9,
+    /// AV1 video (AOM "RTP Payload Format for AV1").
+    Av1,
+    /// H.265 video (RFC 7798).
+    H265,
     /// Opus audio, 48 kHz stereo, PT 111.
     Opus,
     /// G.711 µ-law audio, 8 kHz, PT 0.
@@ -227,6 +233,18 @@ impl Session {
                 }
                 Track::Vp8 => {
                     cfg = cfg.enable_vp8(true);
+                    kinds.push(MediaKind::Video);
+                }
+                Track::Vp9 => {
+                    cfg = cfg.enable_vp9(true);
+                    kinds.push(MediaKind::Video);
+                }
+                Track::Av1 => {
+                    cfg = cfg.enable_av1(true);
+                    kinds.push(MediaKind::Video);
+                }
+                Track::H265 => {
+                    cfg = cfg.enable_h265(true);
                     kinds.push(MediaKind::Video);
                 }
                 Track::Opus => {

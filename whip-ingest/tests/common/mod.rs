@@ -304,3 +304,272 @@ pub fn closed_tcp_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Video codecs the depacketizers below understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// RFC 7741.
+    Vp8,
+    /// RFC 9628.
+    Vp9,
+    /// AOM AV1 RTP payload format.
+    Av1,
+    /// RFC 7798.
+    H265,
+}
+
+/// One reassembled video frame.
+#[derive(Debug, Clone)]
+pub struct VFrame {
+    /// RTP timestamp (90 kHz).
+    pub ts: u32,
+    /// VP8/VP9: the compressed frame; AV1: the temporal unit in low-overhead
+    /// format (temporal delimiter + OBUs with size fields); H.265: NAL units
+    /// in Annex B.
+    pub data: Vec<u8>,
+    /// Key frame per the payload format (VP8 frame tag, VP9 P bit = 0, AV1
+    /// N bit, H.265 IRAP NAL unit).
+    pub keyframe: bool,
+}
+
+fn leb128(b: &[u8]) -> (usize, usize) {
+    let mut v = 0usize;
+    for (i, &x) in b.iter().enumerate().take(8) {
+        v |= usize::from(x & 0x7f) << (7 * i);
+        if x & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    panic!("bad LEB128");
+}
+
+fn put_leb128(out: &mut Vec<u8>, mut v: usize) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// VP8 payload descriptor (RFC 7741 §4.2): (starts a frame, payload).
+fn vp8_payload(p: &[u8]) -> (bool, &[u8]) {
+    let b0 = p[0];
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let x = p[1];
+        i = 2;
+        if x & 0x80 != 0 {
+            i += if p[i] & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    (b0 & 0x10 != 0 && b0 & 0x07 == 0, &p[i..])
+}
+
+/// VP9 payload descriptor (RFC 9628 §4.2): (B bit, P bit, payload).
+fn vp9_payload(p: &[u8]) -> (bool, bool, &[u8]) {
+    let b0 = p[0];
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        i += if p[i] & 0x80 != 0 { 2 } else { 1 };
+    }
+    let flexible = b0 & 0x10 != 0;
+    if b0 & 0x20 != 0 {
+        i += if flexible { 1 } else { 2 };
+    }
+    if flexible && b0 & 0x40 != 0 {
+        while p[i] & 0x01 != 0 {
+            i += 1;
+        }
+        i += 1;
+    }
+    if b0 & 0x02 != 0 {
+        let ss = p[i];
+        i += 1;
+        let n_s = usize::from(ss >> 5) + 1;
+        if ss & 0x10 != 0 {
+            i += 4 * n_s;
+        }
+        if ss & 0x08 != 0 {
+            let n_g = p[i];
+            i += 1;
+            for _ in 0..n_g {
+                let r = usize::from((p[i] >> 2) & 3);
+                i += 1 + r;
+            }
+        }
+    }
+    (b0 & 0x08 != 0, b0 & 0x40 != 0, &p[i..])
+}
+
+/// Reassemble frames (in sequence order, one frame per marker bit) and
+/// check each packet's payload format.
+pub fn depacketize(codec: VideoCodec, video: &[Received]) -> Vec<VFrame> {
+    let mut out = Vec::new();
+    let mut cur: Vec<&Received> = Vec::new();
+    for r in video {
+        if cur.first().is_some_and(|f| f.ts != r.ts) {
+            cur.clear(); // incomplete frame (no marker): dropped
+        }
+        cur.push(r);
+        if r.marker {
+            if let Some(f) = assemble(codec, &cur) {
+                out.push(f);
+            }
+            cur.clear();
+        }
+    }
+    out
+}
+
+fn assemble(codec: VideoCodec, pk: &[&Received]) -> Option<VFrame> {
+    let ts = pk[0].ts;
+    match codec {
+        VideoCodec::Vp8 => {
+            let (start, _) = vp8_payload(&pk[0].payload);
+            if !start {
+                return None;
+            }
+            let data: Vec<u8> = pk
+                .iter()
+                .flat_map(|r| vp8_payload(&r.payload).1.to_vec())
+                .collect();
+            let keyframe = data.first().is_some_and(|b| b & 1 == 0);
+            Some(VFrame { ts, data, keyframe })
+        }
+        VideoCodec::Vp9 => {
+            let (b, p, _) = vp9_payload(&pk[0].payload);
+            if !b {
+                return None;
+            }
+            let data: Vec<u8> = pk
+                .iter()
+                .flat_map(|r| vp9_payload(&r.payload).2.to_vec())
+                .collect();
+            Some(VFrame {
+                ts,
+                data,
+                keyframe: !p,
+            })
+        }
+        VideoCodec::Av1 => {
+            if pk[0].payload[0] & 0x80 != 0 {
+                return None; // starts inside an OBU
+            }
+            let keyframe = pk[0].payload[0] & 0x08 != 0;
+            let mut obus: Vec<Vec<u8>> = Vec::new();
+            for r in pk {
+                let p = &r.payload;
+                let z = p[0] & 0x80 != 0;
+                let w = usize::from((p[0] >> 4) & 3);
+                let mut b = &p[1..];
+                let mut k = 0;
+                while !b.is_empty() {
+                    k += 1;
+                    let (len, used) = if w != 0 && k == w {
+                        (b.len(), 0)
+                    } else {
+                        leb128(b)
+                    };
+                    let el = &b[used..used + len];
+                    if k == 1 && z {
+                        obus.last_mut()
+                            .expect("Z=1 continues an OBU")
+                            .extend_from_slice(el);
+                    } else {
+                        obus.push(el.to_vec());
+                    }
+                    b = &b[used + len..];
+                }
+            }
+            let mut data = vec![0x12, 0x00]; // temporal delimiter
+            for o in obus {
+                let hlen = if o[0] & 0x04 != 0 { 2 } else { 1 };
+                data.push(o[0] | 0x02);
+                data.extend_from_slice(&o[1..hlen]);
+                put_leb128(&mut data, o.len() - hlen);
+                data.extend_from_slice(&o[hlen..]);
+            }
+            Some(VFrame { ts, data, keyframe })
+        }
+        VideoCodec::H265 => {
+            let mut nals: Vec<Vec<u8>> = Vec::new();
+            let t = |b: u8| (b >> 1) & 0x3f;
+            for r in pk {
+                let p = &r.payload;
+                match t(p[0]) {
+                    49 => {
+                        let fu = p[2];
+                        if fu & 0x80 != 0 {
+                            nals.push(vec![(p[0] & 0x81) | ((fu & 0x3f) << 1), p[1]]);
+                        }
+                        nals.last_mut()?.extend_from_slice(&p[3..]);
+                    }
+                    48 => {
+                        let mut b = &p[2..];
+                        while b.len() > 2 {
+                            let n = usize::from(u16::from_be_bytes([b[0], b[1]]));
+                            nals.push(b[2..2 + n].to_vec());
+                            b = &b[2 + n..];
+                        }
+                    }
+                    _ => nals.push(p.to_vec()),
+                }
+            }
+            let keyframe = nals.iter().any(|n| (16..=23).contains(&t(n[0])));
+            Some(VFrame {
+                ts,
+                data: to_annex_b(&nals),
+                keyframe,
+            })
+        }
+    }
+}
+
+/// Write frames as an IVF file (pts = frame index, time base 1/30).
+pub fn write_ivf(path: &Path, fourcc: &[u8; 4], w: u16, h: u16, frames: &[VFrame]) {
+    let mut b = b"DKIF\0\0\x20\0".to_vec();
+    b.extend_from_slice(fourcc);
+    b.extend(w.to_le_bytes());
+    b.extend(h.to_le_bytes());
+    b.extend(30u32.to_le_bytes());
+    b.extend(1u32.to_le_bytes());
+    b.extend((frames.len() as u32).to_le_bytes());
+    b.extend([0u8; 4]);
+    for (i, f) in frames.iter().enumerate() {
+        b.extend((f.data.len() as u32).to_le_bytes());
+        b.extend((i as u64).to_le_bytes());
+        b.extend_from_slice(&f.data);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Decode a file with ffmpeg: (bytes of each decoded picture, error output).
+pub fn decode_file(path: &Path, format: Option<&str>) -> (Vec<usize>, String) {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error"]);
+    if let Some(f) = format {
+        c.args(["-f", f]);
+    }
+    let out = c
+        .arg("-i")
+        .arg(path)
+        .args(["-pix_fmt", "yuv420p", "-f", "framecrc", "-"])
+        .output()
+        .unwrap();
+    let sizes = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split(',').nth(4).unwrap().trim().parse().unwrap())
+        .collect();
+    (sizes, String::from_utf8_lossy(&out.stderr).into_owned())
+}
