@@ -5,6 +5,7 @@
 //! access unit, so per-frame added latency can be measured exactly.
 
 mod chart;
+mod check;
 mod clip;
 mod procfs;
 mod report;
@@ -61,6 +62,10 @@ enum Cmd {
     Run(RunArgs),
     /// Raise N step by step until loss or latency exceeds its bound.
     Ladder(LadderArgs),
+    /// WHIP/WHEP conformance suite against any server (RFC 9725,
+    /// draft-ietf-wish-whep): prints a table, exit code 1 when a MUST fails.
+    /// The stream named by --whip/--whep must be free (nobody publishing).
+    Check(check::CheckArgs),
 }
 
 /// What to publish ourselves.
@@ -167,6 +172,7 @@ fn main() -> anyhow::Result<()> {
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.common.threads,
         Cmd::Ladder(a) => a.common.threads,
+        Cmd::Check(_) => None,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -178,6 +184,15 @@ fn main() -> anyhow::Result<()> {
         match cli.cmd {
             Cmd::Run(a) => run_cmd(a).await,
             Cmd::Ladder(a) => ladder_cmd(a).await,
+            Cmd::Check(a) => {
+                let r = check::run(a).await?;
+                if r.failed > 0 {
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }
