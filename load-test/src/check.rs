@@ -206,7 +206,15 @@ impl Ctx {
         }
     }
 
-    fn record(&mut self, id: String, req: &str, src: &str, level: Level, o: Outcome, detail: String) {
+    fn record(
+        &mut self,
+        id: String,
+        req: &str,
+        src: &str,
+        level: Level,
+        o: Outcome,
+        detail: String,
+    ) {
         self.rows.push(Row {
             id,
             requirement: req.to_string(),
@@ -252,11 +260,7 @@ impl Ctx {
         if let Some(b) = &bearer {
             h.push(("authorization", b.as_str()));
         }
-        let r = tokio::time::timeout(
-            Duration::from_secs(10),
-            request(method, url, &h, body),
-        )
-        .await;
+        let r = tokio::time::timeout(Duration::from_secs(10), request(method, url, &h, body)).await;
         match r {
             Ok(r) => r,
             Err(_) => anyhow::bail!("{method} {}: no response within 10 s", url.path),
@@ -589,9 +593,15 @@ async fn options_checks(cx: &mut Ctx, role: Role) {
     let pre = [
         ("origin", "https://check.example"),
         ("access-control-request-method", "POST"),
-        ("access-control-request-headers", "authorization, content-type"),
+        (
+            "access-control-request-headers",
+            "authorization, content-type",
+        ),
     ];
-    let r = match cx.send(role, "OPTIONS", &url, Auth::Missing, &pre, None).await {
+    let r = match cx
+        .send(role, "OPTIONS", &url, Auth::Missing, &pre, None)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             cx.check(
@@ -659,8 +669,20 @@ async fn auth_checks(cx: &mut Ctx, role: Role) {
     let req_none = "no token → 401 + WWW-Authenticate";
     let req_wrong = "wrong token → 401/403";
     if cx.token(role).is_none() {
-        cx.skip(format!("E1.{t}.none"), req_none, &src, Level::Must, "no --token given");
-        cx.skip(format!("E1.{t}.wrong"), req_wrong, &src, Level::Must, "no --token given");
+        cx.skip(
+            format!("E1.{t}.none"),
+            req_none,
+            &src,
+            Level::Must,
+            "no --token given",
+        );
+        cx.skip(
+            format!("E1.{t}.wrong"),
+            req_wrong,
+            &src,
+            Level::Must,
+            "no --token given",
+        );
         return;
     }
     let url = cx.url(role).clone();
@@ -742,19 +764,40 @@ async fn bad_content_type(cx: &mut Ctx, role: Role) {
     let req = "POST with Content-Type text/plain → 415";
     let src = format!("{s} §4.2");
     match cx
-        .send(role, "POST", &url, Auth::Valid, &[("content-type", "text/plain")], Some(offer))
+        .send(
+            role,
+            "POST",
+            &url,
+            Auth::Valid,
+            &[("content-type", "text/plain")],
+            Some(offer),
+        )
         .await
     {
         Ok(r) => {
             let d = format!("POST valid offer as text/plain → {}", brief(&r));
             match r.status {
                 415 => cx.record(id, req, &src, Level::Must, Outcome::Pass, d),
-                400..=499 => cx.record(id, req, &src, Level::Must, Outcome::Warn, d + " (4xx, not 415)"),
+                400..=499 => cx.record(
+                    id,
+                    req,
+                    &src,
+                    Level::Must,
+                    Outcome::Warn,
+                    d + " (4xx, not 415)",
+                ),
                 _ => cx.record(id, req, &src, Level::Must, Outcome::Fail, d),
             }
             cleanup(cx, role, &url, &r).await;
         }
-        Err(e) => cx.check(id, req, &src, Level::Must, false, format!("request failed: {e:#}")),
+        Err(e) => cx.check(
+            id,
+            req,
+            &src,
+            Level::Must,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -767,20 +810,44 @@ async fn garbage_body(cx: &mut Ctx, role: Role) {
     let src = format!("{s} §4.2");
     let body = "this is not an SDP offer\r\n".to_string();
     match cx
-        .send(role, "POST", &url, Auth::Valid, &[("content-type", "application/sdp")], Some(body))
+        .send(
+            role,
+            "POST",
+            &url,
+            Auth::Valid,
+            &[("content-type", "application/sdp")],
+            Some(body),
+        )
         .await
     {
         Ok(r) => {
-            let d = format!("POST application/sdp \"this is not an SDP offer\" → {}", brief(&r));
+            let d = format!(
+                "POST application/sdp \"this is not an SDP offer\" → {}",
+                brief(&r)
+            );
             let d = if (400..500).contains(&r.status) && r.status != 400 {
                 d + " (4xx accepted)"
             } else {
                 d
             };
-            cx.check(id, req, &src, Level::Must, (400..500).contains(&r.status), d);
+            cx.check(
+                id,
+                req,
+                &src,
+                Level::Must,
+                (400..500).contains(&r.status),
+                d,
+            );
             cleanup(cx, role, &url, &r).await;
         }
-        Err(e) => cx.check(id, req, &src, Level::Must, false, format!("request failed: {e:#}")),
+        Err(e) => cx.check(
+            id,
+            req,
+            &src,
+            Level::Must,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -794,17 +861,37 @@ async fn raw_post(cx: &mut Ctx, role: Role) -> Option<RawSession> {
     let offer = match make_offer(cx.args.bind_ip, role.offer_dir()) {
         Ok(o) => o,
         Err(e) => {
-            cx.skip(format!("A1.{t}"), "valid offer → 201", &src, Level::Must, &format!("cannot build an offer: {e:#}"));
+            cx.skip(
+                format!("A1.{t}"),
+                "valid offer → 201",
+                &src,
+                Level::Must,
+                &format!("cannot build an offer: {e:#}"),
+            );
             return None;
         }
     };
     let r = match cx
-        .send(role, "POST", &url, Auth::Valid, &[("content-type", "application/sdp")], Some(offer.clone()))
+        .send(
+            role,
+            "POST",
+            &url,
+            Auth::Valid,
+            &[("content-type", "application/sdp")],
+            Some(offer.clone()),
+        )
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            cx.check(format!("A1.{t}"), "valid offer → 201", &src, Level::Must, false, format!("request failed: {e:#}"));
+            cx.check(
+                format!("A1.{t}"),
+                "valid offer → 201",
+                &src,
+                Level::Must,
+                false,
+                format!("request failed: {e:#}"),
+            );
             return None;
         }
     };
@@ -815,7 +902,11 @@ async fn raw_post(cx: &mut Ctx, role: Role) -> Option<RawSession> {
         &src,
         Level::Must,
         r.status == 201,
-        format!("POST {dir} audio+video offer ({} B) → {}", offer.len(), r.status),
+        format!(
+            "POST {dir} audio+video offer ({} B) → {}",
+            offer.len(),
+            r.status
+        ),
     );
     if !(200..300).contains(&r.status) {
         return None;
@@ -827,7 +918,10 @@ async fn raw_post(cx: &mut Ctx, role: Role) -> Option<RawSession> {
         &src,
         Level::Must,
         mt == "application/sdp",
-        format!("Content-Type: {}", r.header("content-type").unwrap_or("(none)")),
+        format!(
+            "Content-Type: {}",
+            r.header("content-type").unwrap_or("(none)")
+        ),
     );
     let loc = r.header("location");
     let session = loc.and_then(|l| url.join(l).ok());
@@ -849,7 +943,13 @@ async fn raw_post(cx: &mut Ctx, role: Role) -> Option<RawSession> {
             !l.contains(&tk),
             format!("Location: {l}"),
         ),
-        _ => cx.skip(tok, "Location does not carry the token", &format!("{s} §4.7.1"), Level::Should, "no --token or no Location"),
+        _ => cx.skip(
+            tok,
+            "Location does not carry the token",
+            &format!("{s} §4.7.1"),
+            Level::Should,
+            "no --token or no Location",
+        ),
     }
     let expose = r
         .header("access-control-expose-headers")
@@ -874,10 +974,20 @@ async fn raw_post(cx: &mut Ctx, role: Role) -> Option<RawSession> {
     let links = ice_server_links(&r);
     let bad: Vec<&String> = links
         .iter()
-        .filter(|u| !["stun:", "stuns:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)))
+        .filter(|u| {
+            !["stun:", "stuns:", "turn:", "turns:"]
+                .iter()
+                .any(|p| u.starts_with(p))
+        })
         .collect();
     if links.is_empty() {
-        cx.skip(format!("A15.{t}"), "Link rel=\"ice-server\" (info)", &format!("{s} §4.6"), Level::May, "no ice-server Link sent");
+        cx.skip(
+            format!("A15.{t}"),
+            "Link rel=\"ice-server\" (info)",
+            &format!("{s} §4.6"),
+            Level::May,
+            "no ice-server Link sent",
+        );
     } else {
         cx.check(
             format!("A15.{t}"),
@@ -918,7 +1028,14 @@ fn etag_check(cx: &mut Ctx, role: Role, etag: Option<&str>, restart_refused: Opt
             cx.check(id, req, &src, Level::Must, strong, format!("ETag: {e}"));
         }
         None => match restart_refused {
-            Some(st) => cx.record(id, req, &src, Level::Must, Outcome::Warn, format!("no ETag (allowed: ICE restart refused with {st})")),
+            Some(st) => cx.record(
+                id,
+                req,
+                &src,
+                Level::Must,
+                Outcome::Warn,
+                format!("no ETag (allowed: ICE restart refused with {st})"),
+            ),
             None => cx.record(id, req, &src, Level::Must, Outcome::Fail, "no ETag".into()),
         },
     }
@@ -962,17 +1079,33 @@ fn answer_checks(cx: &mut Ctx, role: Role, offer: &str, answer: &str) {
         "RFC 8122 §5; RFC 8827 §6.5",
         Level::Must,
         fp,
-        format!("fingerprint: {}", a.attr(0, "fingerprint").unwrap_or("(none)").split(' ').next().unwrap_or("")),
+        format!(
+            "fingerprint: {}",
+            a.attr(0, "fingerprint")
+                .unwrap_or("(none)")
+                .split(' ')
+                .next()
+                .unwrap_or("")
+        ),
     );
-    let setups: Vec<&str> = (0..n).map(|i| a.attr(i, "setup").unwrap_or("(none)")).collect();
-    let offer_setup = if o.media.is_empty() { "(none)" } else { o.attr(0, "setup").unwrap_or("(none)") };
+    let setups: Vec<&str> = (0..n)
+        .map(|i| a.attr(i, "setup").unwrap_or("(none)"))
+        .collect();
+    let offer_setup = if o.media.is_empty() {
+        "(none)"
+    } else {
+        o.attr(0, "setup").unwrap_or("(none)")
+    };
     cx.check(
         format!("S3.{t}.setup"),
         "answer setup active/passive (not actpass)",
         "RFC 8842 §5.3",
         Level::Must,
         setups.iter().all(|x| matches!(*x, "active" | "passive")),
-        format!("offer setup:{offer_setup} → answer setup:{}", setups.join(",")),
+        format!(
+            "offer setup:{offer_setup} → answer setup:{}",
+            setups.join(",")
+        ),
     );
     let cands: Vec<&str> = a
         .media
@@ -980,14 +1113,20 @@ fn answer_checks(cx: &mut Ctx, role: Role, offer: &str, answer: &str) {
         .flat_map(|m| Sdp::attrs(m, "candidate"))
         .chain(Sdp::attrs(&a.session, "candidate"))
         .collect();
-    let first = cands.first().map(|c| c.split(' ').skip(2).take(6).collect::<Vec<_>>().join(" "));
+    let first = cands
+        .first()
+        .map(|c| c.split(' ').skip(2).take(6).collect::<Vec<_>>().join(" "));
     cx.check(
         format!("A7.{t}"),
         "answer carries its ICE candidates",
         &format!("{s} §4.3.2"),
         Level::Must,
         !cands.is_empty(),
-        format!("{} candidate(s), first: {}", cands.len(), first.unwrap_or_else(|| "(none)".into())),
+        format!(
+            "{} candidate(s), first: {}",
+            cands.len(),
+            first.unwrap_or_else(|| "(none)".into())
+        ),
     );
     let (ok_kinds, ak) = (o.kinds(), a.kinds());
     cx.check(
@@ -999,18 +1138,37 @@ fn answer_checks(cx: &mut Ctx, role: Role, offer: &str, answer: &str) {
         format!("offer [{}] → answer [{}]", ok_kinds.join(","), ak.join(",")),
     );
     let want = role.answer_dir();
-    let dirs: Vec<&str> = (0..n).map(|i| if a.port(i) == Some(0) { "rejected" } else { a.direction(i) }).collect();
+    let dirs: Vec<&str> = (0..n)
+        .map(|i| {
+            if a.port(i) == Some(0) {
+                "rejected"
+            } else {
+                a.direction(i)
+            }
+        })
+        .collect();
     cx.check(
         format!("A{}.{t}.direction", if role == Role::Whip { 5 } else { 6 }),
-        if role == Role::Whip { "answer m-lines recvonly" } else { "answer m-lines sendonly" },
-        if role == Role::Whip { "RFC 9725 §4.2" } else { "WHEP Media Direction" },
+        if role == Role::Whip {
+            "answer m-lines recvonly"
+        } else {
+            "answer m-lines sendonly"
+        },
+        if role == Role::Whip {
+            "RFC 9725 §4.2"
+        } else {
+            "WHEP Media Direction"
+        },
         Level::Must,
         dirs.iter().all(|d| *d == want || *d == "rejected") && dirs.contains(&want),
         format!("directions: {}", dirs.join(",")),
     );
-    let mids: Vec<&str> = (0..n).filter_map(|i| Sdp::attrs(&a.media[i], "mid").next()).collect();
+    let mids: Vec<&str> = (0..n)
+        .filter_map(|i| Sdp::attrs(&a.media[i], "mid").next())
+        .collect();
     let bundle = Sdp::attrs(&a.session, "group").find(|g| g.starts_with("BUNDLE"));
-    let bundled = bundle.is_some_and(|g| mids.iter().all(|m| g.split(' ').skip(1).any(|x| x == *m)));
+    let bundled =
+        bundle.is_some_and(|g| mids.iter().all(|m| g.split(' ').skip(1).any(|x| x == *m)));
     let mux = (0..n).all(|i| Sdp::attrs(&a.media[i], "rtcp-mux").next().is_some());
     cx.check(
         format!("A8.{t}"),
@@ -1018,7 +1176,10 @@ fn answer_checks(cx: &mut Ctx, role: Role, offer: &str, answer: &str) {
         &format!("{s} §4.4.1"),
         Level::Must,
         bundled && mux,
-        format!("group: {}, rtcp-mux in every m-line: {mux}", bundle.unwrap_or("(none)")),
+        format!(
+            "group: {}, rtcp-mux in every m-line: {mux}",
+            bundle.unwrap_or("(none)")
+        ),
     );
 }
 
@@ -1029,7 +1190,10 @@ fn frag(offer: &str, cred: Option<(&str, &str)>, candidate: &str) -> String {
     let ufrag = o.attr(0, "ice-ufrag").unwrap_or("");
     let pwd = o.attr(0, "ice-pwd").unwrap_or("");
     let (u, p) = cred.unwrap_or((ufrag, pwd));
-    let mline = o.media.first().map_or("m=audio 9 UDP/TLS/RTP/SAVPF 111", |m| m[0]);
+    let mline = o
+        .media
+        .first()
+        .map_or("m=audio 9 UDP/TLS/RTP/SAVPF 111", |m| m[0]);
     let mid = o.attr(0, "mid").unwrap_or("0");
     format!("a=ice-ufrag:{u}\r\na=ice-pwd:{p}\r\n{mline}\r\na=mid:{mid}\r\na={candidate}\r\n")
 }
@@ -1041,7 +1205,13 @@ async fn session_checks(cx: &mut Ctx, role: Role, s: RawSession) {
     if supported {
         wrong_if_match(cx, role, &s).await;
     } else {
-        cx.skip(format!("C6.{}", role.tag()), "PATCH wrong If-Match → 412", &format!("{} §4.3.1", role.spec()), Level::Must, "server does not support PATCH");
+        cx.skip(
+            format!("C6.{}", role.tag()),
+            "PATCH wrong If-Match → 412",
+            &format!("{} §4.3.1", role.spec()),
+            Level::Must,
+            "server does not support PATCH",
+        );
     }
     let refused = ice_restart(cx, role, &s).await;
     etag_check(cx, role, s.etag.as_deref(), refused);
@@ -1072,7 +1242,11 @@ fn skip_session_checks(cx: &mut Ctx, role: Role, why: &str) {
 async fn trickle(cx: &mut Ctx, role: Role, s: &RawSession) -> bool {
     let (t, sp) = (role.tag(), role.spec());
     let ip = cx.args.bind_ip;
-    let body = frag(&s.offer, None, &format!("candidate:9 1 udp 2130706175 {ip} 9 typ host"));
+    let body = frag(
+        &s.offer,
+        None,
+        &format!("candidate:9 1 udp 2130706175 {ip} 9 typ host"),
+    );
     let body = body + "a=end-of-candidates\r\n";
     let mut h = vec![("content-type", "application/trickle-ice-sdpfrag")];
     if let Some(e) = &s.etag {
@@ -1081,16 +1255,29 @@ async fn trickle(cx: &mut Ctx, role: Role, s: &RawSession) -> bool {
     let id = format!("C3.{t}");
     let req = "trickle PATCH (sdpfrag) → 204";
     let src = format!("{sp} §4.3.2");
-    match cx.send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body)).await {
+    match cx
+        .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body))
+        .await
+    {
         Ok(r) => {
-            let d = format!("PATCH sdpfrag with 1 candidate + end-of-candidates → {}", brief(&r));
+            let d = format!(
+                "PATCH sdpfrag with 1 candidate + end-of-candidates → {}",
+                brief(&r)
+            );
             match r.status {
                 204 => {
                     cx.record(id, req, &src, Level::Must, Outcome::Pass, d);
                     true
                 }
                 405 | 422 | 501 => {
-                    cx.record(id, req, &src, Level::Must, Outcome::Warn, d + " (trickle not supported)");
+                    cx.record(
+                        id,
+                        req,
+                        &src,
+                        Level::Must,
+                        Outcome::Warn,
+                        d + " (trickle not supported)",
+                    );
                     false
                 }
                 _ => {
@@ -1100,7 +1287,14 @@ async fn trickle(cx: &mut Ctx, role: Role, s: &RawSession) -> bool {
             }
         }
         Err(e) => {
-            cx.check(id, req, &src, Level::Must, false, format!("request failed: {e:#}"));
+            cx.check(
+                id,
+                req,
+                &src,
+                Level::Must,
+                false,
+                format!("request failed: {e:#}"),
+            );
             false
         }
     }
@@ -1117,16 +1311,33 @@ async fn patch_content_type(cx: &mut Ctx, role: Role, s: &RawSession) {
     if let Some(e) = &s.etag {
         h.push(("if-match", e.as_str()));
     }
-    match cx.send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body.into())).await {
+    match cx
+        .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body.into()))
+        .await
+    {
         Ok(r) => {
             let d = format!("PATCH application/json candidate → {}", brief(&r));
             match r.status {
                 415 => cx.record(id, req, &src, Level::Must, Outcome::Pass, d),
-                400..=499 => cx.record(id, req, &src, Level::Must, Outcome::Warn, d + " (4xx, not 415)"),
+                400..=499 => cx.record(
+                    id,
+                    req,
+                    &src,
+                    Level::Must,
+                    Outcome::Warn,
+                    d + " (4xx, not 415)",
+                ),
                 _ => cx.record(id, req, &src, Level::Must, Outcome::Fail, d),
             }
         }
-        Err(e) => cx.check(id, req, &src, Level::Must, false, format!("request failed: {e:#}")),
+        Err(e) => cx.check(
+            id,
+            req,
+            &src,
+            Level::Must,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -1135,7 +1346,11 @@ async fn patch_content_type(cx: &mut Ctx, role: Role, s: &RawSession) {
 async fn wrong_if_match(cx: &mut Ctx, role: Role, s: &RawSession) {
     let (t, sp) = (role.tag(), role.spec());
     let ip = cx.args.bind_ip;
-    let body = frag(&s.offer, None, &format!("candidate:8 1 udp 2130706175 {ip} 7 typ host"));
+    let body = frag(
+        &s.offer,
+        None,
+        &format!("candidate:8 1 udp 2130706175 {ip} 7 typ host"),
+    );
     let h = [
         ("content-type", "application/trickle-ice-sdpfrag"),
         ("if-match", "\"not-the-etag-0000\""),
@@ -1143,7 +1358,10 @@ async fn wrong_if_match(cx: &mut Ctx, role: Role, s: &RawSession) {
     let id = format!("C6.{t}");
     let req = "PATCH wrong If-Match → 412";
     let src = format!("{sp} §4.3.1");
-    match cx.send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body)).await {
+    match cx
+        .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body))
+        .await
+    {
         Ok(r) => cx.check(
             id,
             req,
@@ -1152,11 +1370,18 @@ async fn wrong_if_match(cx: &mut Ctx, role: Role, s: &RawSession) {
             r.status == 412,
             format!("PATCH If-Match: \"not-the-etag-0000\" → {}", brief(&r)),
         ),
-        Err(e) => cx.check(id, req, &src, Level::Must, false, format!("request failed: {e:#}")),
+        Err(e) => cx.check(
+            id,
+            req,
+            &src,
+            Level::Must,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
-/// C9: ICE restart PATCH (new ice-ufrag/ice-pwd, `If-Match: "*"`) → 200,
+/// C9: ICE restart PATCH (new ice-ufrag/ice-pwd, `If-Match: *`) → 200,
 /// `application/trickle-ice-sdpfrag` with new server credentials and a new
 /// ETag (RFC 9725 §4.3.3). 405/422/501 = not supported (warn). Returns the
 /// refusal status, if refused.
@@ -1164,18 +1389,33 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
     let (t, sp) = (role.tag(), role.spec());
     let ip = cx.args.bind_ip;
     let (u, p) = (random_hex(8), random_hex(24));
-    let body = frag(&s.offer, Some((&u, &p)), &format!("candidate:7 1 udp 2130706175 {ip} 9 typ host"));
+    let body = frag(
+        &s.offer,
+        Some((&u, &p)),
+        &format!("candidate:7 1 udp 2130706175 {ip} 9 typ host"),
+    );
     let h = [
         ("content-type", "application/trickle-ice-sdpfrag"),
-        ("if-match", "\"*\""),
+        // RFC 9110 §13.1.1: the bare `*` (not the quoted tag `"*"`).
+        ("if-match", "*"),
     ];
     let id = format!("C9.{t}");
     let req = "ICE restart PATCH → 200 + new credentials";
     let src = format!("{sp} §4.3.3");
-    let r = match cx.send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body)).await {
+    let r = match cx
+        .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body))
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
-            cx.check(id, req, &src, Level::Must, false, format!("request failed: {e:#}"));
+            cx.check(
+                id,
+                req,
+                &src,
+                Level::Must,
+                false,
+                format!("request failed: {e:#}"),
+            );
             return None;
         }
     };
@@ -1195,13 +1435,24 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
             let new_etag = r.header("etag");
             let mut bad = Vec::new();
             if media_type(&r) != "application/trickle-ice-sdpfrag" {
-                bad.push(format!("Content-Type {}", r.header("content-type").unwrap_or("(none)")));
+                bad.push(format!(
+                    "Content-Type {}",
+                    r.header("content-type").unwrap_or("(none)")
+                ));
             }
             if new_u.is_none() || new_p.is_none() || new_u == old_u {
-                bad.push(format!("ice-ufrag {} (was {})", new_u.unwrap_or("(none)"), old_u.unwrap_or("(none)")));
+                bad.push(format!(
+                    "ice-ufrag {} (was {})",
+                    new_u.unwrap_or("(none)"),
+                    old_u.unwrap_or("(none)")
+                ));
             }
             if new_etag.is_none() || new_etag == s.etag.as_deref() {
-                bad.push(format!("ETag {} (was {})", new_etag.unwrap_or("(none)"), s.etag.as_deref().unwrap_or("(none)")));
+                bad.push(format!(
+                    "ETag {} (was {})",
+                    new_etag.unwrap_or("(none)"),
+                    s.etag.as_deref().unwrap_or("(none)")
+                ));
             }
             let d = if bad.is_empty() {
                 format!(
@@ -1216,11 +1467,25 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
             None
         }
         405 | 422 | 501 => {
-            cx.record(id, req, &src, Level::Must, Outcome::Warn, format!("{}: server does not support ICE restart", brief(&r)));
+            cx.record(
+                id,
+                req,
+                &src,
+                Level::Must,
+                Outcome::Warn,
+                format!("{}: server does not support ICE restart", brief(&r)),
+            );
             Some(r.status)
         }
         _ => {
-            cx.check(id, req, &src, Level::Must, false, format!("PATCH new ufrag/pwd, If-Match \"*\" → {}", brief(&r)));
+            cx.check(
+                id,
+                req,
+                &src,
+                Level::Must,
+                false,
+                format!("PATCH new ufrag/pwd, If-Match * → {}", brief(&r)),
+            );
             None
         }
     }
@@ -1231,19 +1496,57 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
 async fn delete_twice(cx: &mut Ctx, role: Role, s: &RawSession) {
     let (t, sp) = (role.tag(), role.spec());
     let src = format!("{sp} §4.2");
-    match cx.send(role, "DELETE", &s.url, Auth::Valid, &[], None).await {
-        Ok(r) => cx.check(format!("D1.{t}"), "DELETE session → 200", &src, Level::Must, r.status == 200, format!("DELETE {} → {}", s.url.path, brief(&r))),
-        Err(e) => cx.check(format!("D1.{t}"), "DELETE session → 200", &src, Level::Must, false, format!("request failed: {e:#}")),
+    match cx
+        .send(role, "DELETE", &s.url, Auth::Valid, &[], None)
+        .await
+    {
+        Ok(r) => cx.check(
+            format!("D1.{t}"),
+            "DELETE session → 200",
+            &src,
+            Level::Must,
+            r.status == 200,
+            format!("DELETE {} → {}", s.url.path, brief(&r)),
+        ),
+        Err(e) => cx.check(
+            format!("D1.{t}"),
+            "DELETE session → 200",
+            &src,
+            Level::Must,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
     let id = format!("D5.{t}");
     let req = "second DELETE → 404 (4xx)";
-    match cx.send(role, "DELETE", &s.url, Auth::Valid, &[], None).await {
+    match cx
+        .send(role, "DELETE", &s.url, Auth::Valid, &[], None)
+        .await
+    {
         Ok(r) => {
             let d = format!("DELETE again → {}", brief(&r));
-            let d = if r.status != 404 && (400..500).contains(&r.status) { d + " (4xx accepted)" } else { d };
-            cx.check(id, req, "RFC 9110 §9.3.5", Level::Should, (400..500).contains(&r.status), d);
+            let d = if r.status != 404 && (400..500).contains(&r.status) {
+                d + " (4xx accepted)"
+            } else {
+                d
+            };
+            cx.check(
+                id,
+                req,
+                "RFC 9110 §9.3.5",
+                Level::Should,
+                (400..500).contains(&r.status),
+                d,
+            );
         }
-        Err(e) => cx.check(id, req, "RFC 9110 §9.3.5", Level::Should, false, format!("request failed: {e:#}")),
+        Err(e) => cx.check(
+            id,
+            req,
+            "RFC 9110 §9.3.5",
+            Level::Should,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -1260,10 +1563,28 @@ async fn unknown_session(cx: &mut Ctx, role: Role, s: &RawSession) {
     match cx.send(role, "DELETE", &u, Auth::Valid, &[], None).await {
         Ok(r) => {
             let d = format!("DELETE {} → {}", u.path, brief(&r));
-            let d = if r.status != 404 && (400..500).contains(&r.status) { d + " (4xx accepted)" } else { d };
-            cx.check(id, req, "RFC 9110 §15.5.5", Level::Should, (400..500).contains(&r.status), d);
+            let d = if r.status != 404 && (400..500).contains(&r.status) {
+                d + " (4xx accepted)"
+            } else {
+                d
+            };
+            cx.check(
+                id,
+                req,
+                "RFC 9110 §15.5.5",
+                Level::Should,
+                (400..500).contains(&r.status),
+                d,
+            );
         }
-        Err(e) => cx.check(id, req, "RFC 9110 §15.5.5", Level::Should, false, format!("request failed: {e:#}")),
+        Err(e) => cx.check(
+            id,
+            req,
+            "RFC 9110 §15.5.5",
+            Level::Should,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -1284,7 +1605,14 @@ async fn start_publisher(cx: &mut Ctx) -> Option<Publisher> {
     let mut s = match Session::publish(&cx.args.whip, cx.opts(Role::Whip)).await {
         Ok(s) => s,
         Err(e) => {
-            cx.check(id, req, src, Level::Must, false, format!("WHIP publish failed: {e:#}"));
+            cx.check(
+                id,
+                req,
+                src,
+                Level::Must,
+                false,
+                format!("WHIP publish failed: {e:#}"),
+            );
             return None;
         }
     };
@@ -1293,7 +1621,14 @@ async fn start_publisher(cx: &mut Ctx) -> Option<Publisher> {
         let _ = s.close().await;
         return None;
     }
-    cx.check(id, req, src, Level::Must, true, format!("connected {} ms after POST", t0.elapsed().as_millis()));
+    cx.check(
+        id,
+        req,
+        src,
+        Level::Must,
+        true,
+        format!("connected {} ms after POST", t0.elapsed().as_millis()),
+    );
     let clip = match tokio::task::spawn_blocking(|| clip::make(2, 800)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -1332,8 +1667,21 @@ async fn view_media(cx: &mut Ctx, p: &Publisher) {
     let mut v = match Session::play(&cx.args.whep, cx.opts(Role::Whep)).await {
         Ok(v) => v,
         Err(e) => {
-            cx.check("M2.whep".into(), "viewer connects (ICE+DTLS)", src, Level::Must, false, format!("WHEP play failed: {e:#}"));
-            cx.skip("M3.whep".into(), "viewer receives H.264 keyframe + Opus", "WHEP", Level::Must, "viewer not connected");
+            cx.check(
+                "M2.whep".into(),
+                "viewer connects (ICE+DTLS)",
+                src,
+                Level::Must,
+                false,
+                format!("WHEP play failed: {e:#}"),
+            );
+            cx.skip(
+                "M3.whep".into(),
+                "viewer receives H.264 keyframe + Opus",
+                "WHEP",
+                Level::Must,
+                "viewer not connected",
+            );
             return;
         }
     };
@@ -1342,11 +1690,16 @@ async fn view_media(cx: &mut Ctx, p: &Publisher) {
     let mut window_end = None;
     loop {
         let end = window_end.unwrap_or(deadline);
-        let Ok(ev) = tokio::time::timeout_at(end, v.events.recv()).await else { break };
+        let Ok(ev) = tokio::time::timeout_at(end, v.events.recv()).await else {
+            break;
+        };
         match ev {
             Some(ClientEvent::Connected) => {
                 connected = Some(t0.elapsed());
-                window_end = Some(tokio::time::Instant::now() + Duration::from_secs_f64(cx.args.media_seconds.max(0.5)));
+                window_end = Some(
+                    tokio::time::Instant::now()
+                        + Duration::from_secs_f64(cx.args.media_seconds.max(0.5)),
+                );
             }
             Some(ClientEvent::Rtp(r)) if r.kind == MediaKind::Video => {
                 video += 1;
@@ -1360,14 +1713,25 @@ async fn view_media(cx: &mut Ctx, p: &Publisher) {
         }
     }
     let ms = |d: Option<Duration>| d.map_or("never".into(), |d| format!("{} ms", d.as_millis()));
-    cx.check("M2.whep".into(), "viewer connects (ICE+DTLS)", src, Level::Must, connected.is_some(), format!("connected: {}", ms(connected)));
+    cx.check(
+        "M2.whep".into(),
+        "viewer connects (ICE+DTLS)",
+        src,
+        Level::Must,
+        connected.is_some(),
+        format!("connected: {}", ms(connected)),
+    );
     cx.check(
         "M3.whep".into(),
         "viewer receives H.264 keyframe + Opus",
         "WHEP; RFC 6184",
         Level::Must,
         video > 0 && audio > 0 && key_at.is_some(),
-        format!("{video} video + {audio} audio packets in {:.1} s, first keyframe at {}", cx.args.media_seconds, ms(key_at)),
+        format!(
+            "{video} video + {audio} audio packets in {:.1} s, first keyframe at {}",
+            cx.args.media_seconds,
+            ms(key_at)
+        ),
     );
     let plis = p.stats.keyframe_requests.load(Ordering::Relaxed) - plis0;
     cx.record(
@@ -1375,12 +1739,34 @@ async fn view_media(cx: &mut Ctx, p: &Publisher) {
         "viewer join → PLI/FIR to publisher (info)",
         "RFC 4585 §6.3.1",
         Level::May,
-        if plis > 0 { Outcome::Pass } else { Outcome::Skip },
-        if plis > 0 { format!("{plis} keyframe request(s) reached the publisher") } else { "none (server may serve a GOP cache)".into() },
+        if plis > 0 {
+            Outcome::Pass
+        } else {
+            Outcome::Skip
+        },
+        if plis > 0 {
+            format!("{plis} keyframe request(s) reached the publisher")
+        } else {
+            "none (server may serve a GOP cache)".into()
+        },
     );
     match v.close().await {
-        Ok(st) => cx.check("D1.whep.viewer".into(), "DELETE connected viewer → 200", "WHEP Termination", Level::Must, st == 200, format!("DELETE → {st}")),
-        Err(e) => cx.check("D1.whep.viewer".into(), "DELETE connected viewer → 200", "WHEP Termination", Level::Must, false, format!("request failed: {e:#}")),
+        Ok(st) => cx.check(
+            "D1.whep.viewer".into(),
+            "DELETE connected viewer → 200",
+            "WHEP Termination",
+            Level::Must,
+            st == 200,
+            format!("DELETE → {st}"),
+        ),
+        Err(e) => cx.check(
+            "D1.whep.viewer".into(),
+            "DELETE connected viewer → 200",
+            "WHEP Termination",
+            Level::Must,
+            false,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -1391,14 +1777,35 @@ async fn second_publisher(cx: &mut Ctx) {
     let offer = make_offer(cx.args.bind_ip, Direction::SendOnly).unwrap_or_default();
     let req = "second publisher on a live stream (info)";
     match cx
-        .send(Role::Whip, "POST", &url, Auth::Valid, &[("content-type", "application/sdp")], Some(offer))
+        .send(
+            Role::Whip,
+            "POST",
+            &url,
+            Auth::Valid,
+            &[("content-type", "application/sdp")],
+            Some(offer),
+        )
         .await
     {
         Ok(r) => {
-            cx.record("I1.whip".into(), req, "implementation-defined", Level::May, Outcome::Pass, format!("second POST → {}", brief(&r)));
+            cx.record(
+                "I1.whip".into(),
+                req,
+                "implementation-defined",
+                Level::May,
+                Outcome::Pass,
+                format!("second POST → {}", brief(&r)),
+            );
             cleanup(cx, Role::Whip, &url, &r).await;
         }
-        Err(e) => cx.record("I1.whip".into(), req, "implementation-defined", Level::May, Outcome::Warn, format!("request failed: {e:#}")),
+        Err(e) => cx.record(
+            "I1.whip".into(),
+            req,
+            "implementation-defined",
+            Level::May,
+            Outcome::Warn,
+            format!("request failed: {e:#}"),
+        ),
     }
 }
 
@@ -1408,10 +1815,31 @@ async fn stop_publisher(cx: &mut Ctx, p: Publisher) {
     let req = "DELETE connected publisher → 200";
     match p.task.await {
         Ok(s) => match s.close().await {
-            Ok(st) => cx.check("D1.whip.live".into(), req, "RFC 9725 §4.2", Level::Must, st == 200, format!("DELETE → {st}")),
-            Err(e) => cx.check("D1.whip.live".into(), req, "RFC 9725 §4.2", Level::Must, false, format!("request failed: {e:#}")),
+            Ok(st) => cx.check(
+                "D1.whip.live".into(),
+                req,
+                "RFC 9725 §4.2",
+                Level::Must,
+                st == 200,
+                format!("DELETE → {st}"),
+            ),
+            Err(e) => cx.check(
+                "D1.whip.live".into(),
+                req,
+                "RFC 9725 §4.2",
+                Level::Must,
+                false,
+                format!("request failed: {e:#}"),
+            ),
         },
-        Err(e) => cx.check("D1.whip.live".into(), req, "RFC 9725 §4.2", Level::Must, false, format!("publisher task failed: {e}")),
+        Err(e) => cx.check(
+            "D1.whip.live".into(),
+            req,
+            "RFC 9725 §4.2",
+            Level::Must,
+            false,
+            format!("publisher task failed: {e}"),
+        ),
     }
 }
 
@@ -1443,7 +1871,10 @@ mod tests {
             ],
             body: String::new(),
         };
-        assert_eq!(ice_server_links(&r), ["stun:stun.example:3478", "turn:t.example?transport=udp"]);
+        assert_eq!(
+            ice_server_links(&r),
+            ["stun:stun.example:3478", "turn:t.example?transport=udp"]
+        );
     }
 
     #[test]

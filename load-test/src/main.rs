@@ -41,6 +41,10 @@ Examples (server on 127.0.0.1:8080, its rate limit off: `sfu --rate-limit 0`):
       --steps 10,50,100,200,400,600,800,1000 --step-duration 20 \\
       --json ladder.json --chart ladder.svg
 
+  # WHIP/WHEP conformance suite (any server; the stream must be free)
+  load-test check --whip http://127.0.0.1:8080/whip/check \\
+      --whep http://127.0.0.1:8080/whep/check --json check.json
+
 Latency is per frame: the send timestamp in the access unit's SEI
 (user_data_unregistered) to the arrival of the frame's last packet, counted
 only for frames sent after the viewer's POST (GOP-cache replays excluded).

@@ -109,11 +109,34 @@ fn assert_conforms(out: &Output, v: &serde_json::Value) {
     assert_eq!(sum, n);
     // The core of the protocol really ran and passed.
     for id in [
-        "B3.whip", "A1.whip", "A1.whip.location", "A14.whip", "A2.whip", "A3.whip", "S1.whip.ice",
-        "S3.whip.setup", "A7.whip", "S4.whip.mlines", "A5.whip.direction", "A8.whip", "C3.whip",
-        "C1.whip", "C6.whip", "D1.whip", "D5.whip", "B6.whip", "M1.whip", "A1.whep",
-        "A6.whep.direction", "C3.whep", "C6.whep", "D1.whep", "M2.whep", "M3.whep",
-        "D1.whep.viewer", "D1.whip.live",
+        "B3.whip",
+        "A1.whip",
+        "A1.whip.location",
+        "A14.whip",
+        "A2.whip",
+        "A3.whip",
+        "S1.whip.ice",
+        "S3.whip.setup",
+        "A7.whip",
+        "S4.whip.mlines",
+        "A5.whip.direction",
+        "A8.whip",
+        "C3.whip",
+        "C1.whip",
+        "C6.whip",
+        "D1.whip",
+        "D5.whip",
+        "B6.whip",
+        "M1.whip",
+        "A1.whep",
+        "A6.whep.direction",
+        "C3.whep",
+        "C6.whep",
+        "D1.whep",
+        "M2.whep",
+        "M3.whep",
+        "D1.whep.viewer",
+        "D1.whip.live",
     ] {
         assert_eq!(result_of(v, id), "pass", "{id}");
     }
@@ -171,7 +194,9 @@ async fn bad_server() -> String {
     let base = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -189,7 +214,8 @@ async fn bad_server() -> String {
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0);
                 while buf.len() < body_start + len {
@@ -236,7 +262,11 @@ async fn non_conforming_server_fails() {
     )
     .await;
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(out.status.code(), Some(1), "exit code must say a MUST failed");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code must say a MUST failed"
+    );
     let expected: BTreeSet<String> = [
         "A1.whip",
         "A1.whip.location",
@@ -256,7 +286,13 @@ async fn non_conforming_server_fails() {
     assert_eq!(ids(&v, "FAIL"), expected);
     assert_eq!(v["failed"], expected.len());
     // What the server does right still passes; SHOULDs it misses warn.
-    for id in ["B3.whip", "A1.whip.type", "S1.whip.ice", "A8.whip", "A6.whep.direction"] {
+    for id in [
+        "B3.whip",
+        "A1.whip.type",
+        "S1.whip.ice",
+        "A8.whip",
+        "A6.whep.direction",
+    ] {
         assert_eq!(result_of(&v, id), "pass", "{id}");
     }
     for id in ["B3.whip.accept-post", "B5.whip.cors", "B5.whip.expose"] {
