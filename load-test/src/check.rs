@@ -525,8 +525,8 @@ fn ice_server_links(r: &HttpResponse) -> Vec<String> {
                 continue;
             };
             let rel = params.split(';').any(|p| {
-                p.trim().replace(' ', "").to_ascii_lowercase() == "rel=\"ice-server\""
-                    || p.trim().to_ascii_lowercase() == "rel=ice-server"
+                let p = p.replace([' ', '"'], "");
+                p.eq_ignore_ascii_case("rel=ice-server")
             });
             if rel {
                 out.push(url.to_string());
