@@ -1222,17 +1222,51 @@ async fn session_checks(cx: &mut Ctx, role: Role, s: RawSession) {
 /// When no session exists, the checks that need one are skipped.
 fn skip_session_checks(cx: &mut Ctx, role: Role, why: &str) {
     let (t, s) = (role.tag(), role.spec());
-    let src = format!("{s} §4.3.1");
-    for (id, req) in [
-        ("C3", "trickle PATCH → 204"),
-        ("C1", "PATCH other Content-Type → 415"),
-        ("C6", "PATCH wrong If-Match → 412"),
-        ("C9", "ICE restart PATCH → 200 + new credentials"),
-        ("D1", "DELETE session → 200"),
-        ("D5", "second DELETE → 404"),
-        ("B6", "unknown session URL → 404"),
+    for (id, req, src, level) in [
+        (
+            "C3",
+            "trickle PATCH (sdpfrag) → 204",
+            format!("{s} §4.3.2"),
+            Level::Must,
+        ),
+        (
+            "C1",
+            "PATCH other Content-Type → 415",
+            format!("{s} §4.3.1"),
+            Level::Must,
+        ),
+        (
+            "C6",
+            "PATCH wrong If-Match → 412",
+            format!("{s} §4.3.1"),
+            Level::Must,
+        ),
+        (
+            "C9",
+            "ICE restart PATCH → 200 + new credentials",
+            format!("{s} §4.3.3"),
+            Level::Must,
+        ),
+        (
+            "D1",
+            "DELETE session → 200",
+            format!("{s} §4.2"),
+            Level::Must,
+        ),
+        (
+            "D5",
+            "second DELETE → 404 (4xx)",
+            "RFC 9110 §9.3.5".into(),
+            Level::Should,
+        ),
+        (
+            "B6",
+            "unknown session URL → 404",
+            "RFC 9110 §15.5.5".into(),
+            Level::Should,
+        ),
     ] {
-        cx.skip(format!("{id}.{t}"), req, &src, Level::Must, why);
+        cx.skip(format!("{id}.{t}"), req, &src, level, why);
     }
 }
 
