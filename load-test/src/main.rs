@@ -5,6 +5,7 @@
 //! access unit, so per-frame added latency can be measured exactly.
 
 mod chart;
+mod check;
 mod clip;
 mod procfs;
 mod report;
@@ -40,6 +41,10 @@ Examples (server on 127.0.0.1:8080, its rate limit off: `sfu --rate-limit 0`):
       --steps 10,50,100,200,400,600,800,1000 --step-duration 20 \\
       --json ladder.json --chart ladder.svg
 
+  # WHIP/WHEP conformance suite (any server; the stream must be free)
+  load-test check --whip http://127.0.0.1:8080/whip/check \\
+      --whep http://127.0.0.1:8080/whep/check --json check.json
+
 Latency is per frame: the send timestamp in the access unit's SEI
 (user_data_unregistered) to the arrival of the frame's last packet, counted
 only for frames sent after the viewer's POST (GOP-cache replays excluded).
@@ -61,6 +66,10 @@ enum Cmd {
     Run(RunArgs),
     /// Raise N step by step until loss or latency exceeds its bound.
     Ladder(LadderArgs),
+    /// WHIP/WHEP conformance suite against any server (RFC 9725,
+    /// draft-ietf-wish-whep): prints a table, exit code 1 when a MUST fails.
+    /// The stream named by --whip/--whep must be free (nobody publishing).
+    Check(check::CheckArgs),
 }
 
 /// What to publish ourselves.
@@ -167,6 +176,7 @@ fn main() -> anyhow::Result<()> {
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.common.threads,
         Cmd::Ladder(a) => a.common.threads,
+        Cmd::Check(_) => None,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -178,6 +188,15 @@ fn main() -> anyhow::Result<()> {
         match cli.cmd {
             Cmd::Run(a) => run_cmd(a).await,
             Cmd::Ladder(a) => ladder_cmd(a).await,
+            Cmd::Check(a) => {
+                let r = check::run(a).await?;
+                if r.failed > 0 {
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }
