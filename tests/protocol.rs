@@ -201,11 +201,18 @@ a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=candidate:2 1 udp 21307
     let mut ice = viewer.ice.clone();
     let r = viewer.ice_restart().await.unwrap();
     assert_eq!(r.status, 200, "ICE restart: {}", r.body);
-    assert_eq!(r.header("content-type"), Some("application/trickle-ice-sdpfrag"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/trickle-ice-sdpfrag")
+    );
     let new_tag = r.header("etag").expect("new ETag").to_string();
     assert_ne!(new_tag, vtag, "the ETag changes with the ICE session");
     let new_server_ufrag = frag_attr(&r.body, "a=ice-ufrag:");
-    assert!(!new_server_ufrag.is_empty() && new_server_ufrag != old_server_ufrag, "{}", r.body);
+    assert!(
+        !new_server_ufrag.is_empty() && new_server_ufrag != old_server_ufrag,
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("a=candidate:"), "{}", r.body);
     // The agent re-checks with the new credentials and connects again
     // (it would fail if the server still expected the old ones).
@@ -223,11 +230,18 @@ a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=candidate:2 1 udp 21307
             {
                 return s;
             }
-            assert_ne!(s, str0m::IceConnectionState::Disconnected, "ICE lost after the restart");
+            assert_ne!(
+                s,
+                str0m::IceConnectionState::Disconnected,
+                "ICE lost after the restart"
+            );
         }
     })
     .await;
-    assert!(reconnected.is_ok(), "ICE connected again with the new credentials");
+    assert!(
+        reconnected.is_ok(),
+        "ICE connected again with the new credentials"
+    );
     let r = req(
         &base,
         "PATCH",

@@ -154,11 +154,19 @@ a=end-of-candidates\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ice-ufrag:
         assert!(!n.contains("old"), "{n}");
         assert_eq!(n.matches("a=ice-ufrag:new").count(), 3);
         assert_eq!(n.matches("a=candidate:").count(), 1);
-        assert!(n.contains("a=mid:0\r\na=candidate:2 1 udp 9 10.0.0.2 6 typ host\r\na=end-of-candidates"));
+        assert!(n.contains(
+            "a=mid:0\r\na=candidate:2 1 udp 9 10.0.0.2 6 typ host\r\na=end-of-candidates"
+        ));
         let f = ice_fragment(&n);
         let p = parse(&f).unwrap();
-        assert_eq!((p.ufrag.as_deref(), p.pwd.as_deref()), (Some("new"), Some("newpwd")));
-        assert_eq!(p.candidates, vec!["candidate:2 1 udp 9 10.0.0.2 6 typ host".to_string()]);
+        assert_eq!(
+            (p.ufrag.as_deref(), p.pwd.as_deref()),
+            (Some("new"), Some("newpwd"))
+        );
+        assert_eq!(
+            p.candidates,
+            vec!["candidate:2 1 udp 9 10.0.0.2 6 typ host".to_string()]
+        );
         assert!(f.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"));
     }
 }

@@ -515,7 +515,7 @@ pub async fn patch(
         None if app.config.strict_if_match => {
             return error(StatusCode::PRECONDITION_REQUIRED, "If-Match required");
         }
-        Some(v) if v != "*" && !v.split(',').any(|t| t.trim() == etag) => {
+        Some(v) if v != "*" && v != "\"*\"" && !v.split(',').any(|t| t.trim() == etag) => {
             return error(
                 StatusCode::PRECONDITION_FAILED,
                 "If-Match does not match the ICE session",
@@ -606,7 +606,10 @@ async fn ice_restart(
         Ok(Ok(Ok(a))) => a,
         Ok(Ok(Err(e))) => {
             info!(stream, session, "ICE restart failed: {e}");
-            return error(StatusCode::UNPROCESSABLE_ENTITY, format!("ICE restart failed: {e}"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("ICE restart failed: {e}"),
+            );
         }
         _ => return error(StatusCode::NOT_FOUND, "no such session"),
     };

@@ -317,7 +317,8 @@ impl Worker {
             id,
         };
         self.shared.demux.add_ufrag(&ufrag, me);
-        peer.old_ufrags.push(std::mem::replace(&mut peer.ufrag, ufrag));
+        peer.old_ufrags
+            .push(std::mem::replace(&mut peer.ufrag, ufrag));
         peer.ice_pwd = pwd;
         info!(peer = id, "ICE restarted with new credentials");
         Ok(answer)
