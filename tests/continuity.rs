@@ -149,3 +149,83 @@ async fn incompatible_publisher_ends_old_viewers() {
     drain(&mut viewer, &mut rx);
     let _ = b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_policy_hands_the_stream_to_a_new_publisher() {
+    let clip = clip(3);
+    let mut cfg = config(Duration::from_secs(30));
+    cfg.streams.insert(
+        "cam".into(),
+        sfu::config::StreamAuth {
+            replace: Some(true),
+            ..Default::default()
+        },
+    );
+    let base = start_server_with(cfg).await;
+    // Without the policy a second publisher on a live name gets 409.
+    let mut x = Session::publish(&format!("{base}/whip/other"), Options::default())
+        .await
+        .unwrap();
+    x.wait_connected(CONNECT).await.unwrap();
+    let e = Session::publish(&format!("{base}/whip/other"), Options::default())
+        .await
+        .err()
+        .expect("409 without the replace policy");
+    assert!(e.to_string().contains("409"), "{e}");
+
+    let url = format!("{base}/whip/cam");
+    let mut a = Session::publish(&url, Options::default()).await.unwrap();
+    a.wait_connected(CONNECT).await.unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    publish_clip(&a, clip).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A second publisher while the first is still live: it takes over.
+    let mut b = Session::publish(&url, Options::default()).await.unwrap();
+    b.wait_connected(CONNECT).await.unwrap();
+    let mut a_events = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !closed(&a_events) && tokio::time::Instant::now() < until {
+        if let Some(ev) = a.next_event(Duration::from_millis(100)).await {
+            a_events.push(ev);
+        }
+    }
+    assert!(closed(&a_events), "the replaced publisher's session ended");
+    publish_clip(&b, clip).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let mut events = Vec::new();
+    while let Ok(e) = viewer.events.try_recv() {
+        events.push(e);
+    }
+    assert!(
+        !closed(&events),
+        "the viewer's session survived the takeover"
+    );
+    let mut video: Vec<Received> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Rtp(r) if r.kind == MediaKind::Video => Some(r),
+            _ => None,
+        })
+        .collect();
+    video.sort_by_key(|r| r.seq);
+    let one = clip.video_payloads();
+    assert_eq!(
+        video.len(),
+        2 * one.len(),
+        "both publishers' packets arrived"
+    );
+    for (i, r) in video.iter().enumerate() {
+        assert_eq!(*r.payload, *one[i % one.len()], "payload {i}");
+        if i > 0 {
+            assert_eq!(r.seq, video[i - 1].seq + 1, "sequence continuous at {i}");
+        }
+    }
+    assert_eq!(b.close().await.unwrap(), 200);
+    assert_eq!(viewer.close().await.unwrap(), 200);
+    assert_eq!(x.close().await.unwrap(), 200);
+}

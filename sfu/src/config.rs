@@ -51,6 +51,12 @@ pub struct Cli {
     /// Require If-Match on PATCH (428 without it) [default: false].
     #[arg(long, env = "SFU_STRICT_IF_MATCH")]
     pub strict_if_match: bool,
+    /// A new WHIP publisher on a live stream name takes it over (the old
+    /// publisher's session ends, viewers are spliced over) instead of `409`:
+    /// for OBS restarts and cameras that reconnect before their old session
+    /// timed out. Per stream: `replace` in `[streams.NAME]`.
+    #[arg(long, env = "SFU_REPLACE_PUBLISHER")]
+    pub replace_publisher: bool,
     /// POST/PATCH/DELETE per client IP per second; 0 disables [default: 20].
     #[arg(long, env = "SFU_RATE_LIMIT", value_name = "PER_SEC")]
     pub rate_limit: Option<f64>,
@@ -146,6 +152,8 @@ pub struct FileConfig {
     pub max_sessions: Option<usize>,
     /// See [`Cli::strict_if_match`].
     pub strict_if_match: Option<bool>,
+    /// See [`Cli::replace_publisher`] (default for every stream).
+    pub replace_publisher: Option<bool>,
     /// See [`Cli::rate_limit`].
     pub rate_limit: Option<f64>,
     /// See [`Cli::publisher_grace`] (seconds).
@@ -183,6 +191,9 @@ pub struct StreamAuth {
     pub publish_token: Option<String>,
     /// Token a WHEP viewer must present.
     pub view_token: Option<String>,
+    /// Replace policy of this stream (see [`Cli::replace_publisher`]);
+    /// `None` = the default. Only meaningful in `[streams.NAME]`.
+    pub replace: Option<bool>,
 }
 
 /// A STUN/TURN server with static credentials.
@@ -232,6 +243,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// Require If-Match on PATCH.
     pub strict_if_match: bool,
+    /// Default replace policy (see [`Config::replaces`]).
+    pub replace_publisher: bool,
     /// Static ICE servers for `Link` headers.
     pub ice_servers: Vec<IceServer>,
     /// TURN REST secret.
@@ -272,6 +285,16 @@ impl Default for GopSettings {
 impl Config {
     /// Token required to publish (`publish` = true, WHIP) or view (WHEP) `stream`:
     /// the stream's own token for that role, else the default; `None` = open.
+    /// Whether a new publisher on live `stream` replaces the current one
+    /// (per-stream `replace`, else `replace_publisher`).
+    pub fn replaces(&self, stream: &str) -> bool {
+        self.streams
+            .get(stream)
+            .and_then(|s| s.replace)
+            .unwrap_or(self.replace_publisher)
+    }
+
+    /// Token a publisher (`publish`) or viewer of `stream` must present.
     pub fn token_for(&self, stream: &str, publish: bool) -> Option<&str> {
         let per = self.streams.get(stream);
         let t = if publish {
@@ -297,6 +320,7 @@ impl Default for Config {
             streams: Default::default(),
             max_sessions: 10_000,
             strict_if_match: false,
+            replace_publisher: false,
             ice_servers: Vec::new(),
             turn: None,
             gop: GopSettings::default(),
@@ -328,6 +352,7 @@ impl Config {
             c.log_format = f.log_format.unwrap_or(c.log_format);
             c.max_sessions = f.max_sessions.unwrap_or(c.max_sessions);
             c.strict_if_match = f.strict_if_match.unwrap_or(c.strict_if_match);
+            c.replace_publisher = f.replace_publisher.unwrap_or(c.replace_publisher);
             c.auth = f.auth;
             c.streams = f.streams;
             c.ice_servers = f.ice_servers;
@@ -359,7 +384,9 @@ impl Config {
         }
         for s in &cli.stream_tokens {
             let (name, auth) = parse_stream_token(s)?;
-            c.streams.insert(name, auth);
+            let e = c.streams.entry(name).or_default();
+            e.publish_token = auth.publish_token;
+            e.view_token = auth.view_token;
         }
         for s in &cli.ice_servers {
             let mut parts = s.split(',');
@@ -417,6 +444,7 @@ impl Config {
         c.log_format = cli.log_format.unwrap_or(c.log_format);
         c.max_sessions = cli.max_sessions.unwrap_or(c.max_sessions);
         c.strict_if_match |= cli.strict_if_match;
+        c.replace_publisher |= cli.replace_publisher;
         c.rate_limit = cli.rate_limit.unwrap_or(c.rate_limit);
         if let Some(g) = cli.publisher_grace {
             c.publisher_grace = secs("publisher_grace", g)?;
@@ -480,6 +508,7 @@ fn parse_stream_token(s: &str) -> anyhow::Result<(String, StreamAuth)> {
         StreamAuth {
             publish_token: some(publish),
             view_token: some(view),
+            replace: None,
         },
     ))
 }

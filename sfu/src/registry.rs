@@ -81,6 +81,21 @@ impl Publication {
         true
     }
 
+    /// Replace the live publisher (replace policy): the new one takes over
+    /// with a new generation, so viewers re-base onto it as on a splice.
+    /// Returns the publisher that was replaced.
+    pub fn take_over(&self, publisher: PeerRef, tracks: Vec<Chosen>) -> PeerRef {
+        let old = std::mem::replace(
+            &mut *self.publisher.lock().unwrap_or_else(|e| e.into_inner()),
+            publisher,
+        );
+        *self.tracks.write().unwrap_or_else(|e| e.into_inner()) = tracks;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.connected.store(false, Ordering::Relaxed);
+        self.live.store(true, Ordering::Release);
+        old
+    }
+
     /// Total viewers over all workers.
     pub fn viewers(&self) -> u32 {
         self.viewers_per_shard

@@ -207,6 +207,40 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                         "new publisher spliced in: viewers keep their sessions"
                     );
                     cur
+                } else if cur.live.load(Ordering::Acquire)
+                    && app.config.replaces(stream)
+                    && cur.compatible(&tracks)
+                {
+                    let old = cur.take_over(me, tracks.clone());
+                    info!(
+                        stream,
+                        "new publisher replaces the live one: viewers keep their sessions"
+                    );
+                    app.shared.send_control(
+                        old.shard,
+                        ShardMsg::Close {
+                            peer: old.id,
+                            reason: "replaced by a new publisher",
+                        },
+                    );
+                    cur
+                } else if cur.live.load(Ordering::Acquire) && app.config.replaces(stream) {
+                    let old = cur.publisher();
+                    info!(
+                        stream,
+                        "new publisher with other codecs replaces the live one: ending the old viewers' sessions"
+                    );
+                    let p = fresh();
+                    o.insert(p.clone());
+                    app.shared.send_control(
+                        old.shard,
+                        ShardMsg::Close {
+                            peer: old.id,
+                            reason: "replaced by a new publisher",
+                        },
+                    );
+                    close_viewers(app, &cur);
+                    p
                 } else if cur.live.load(Ordering::Acquire) {
                     info!(stream, "WHIP refused: stream already has a publisher");
                     return error(
@@ -266,6 +300,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         ssrc_cache: Vec::new(),
         last_bytes: 0,
         last_sample: now,
+        generation: publication.generation.load(Ordering::Acquire),
     };
     let session = new_session_id();
     start_peer(

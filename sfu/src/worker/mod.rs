@@ -1058,6 +1058,10 @@ fn on_event(
                     t
                 }
             };
+            let generation = peer.publication.generation.load(Ordering::Relaxed);
+            if generation != ps.generation {
+                return; // replaced (replace policy): no longer this stream's source
+            }
             let tr = &mut ps.tracks[track];
             let keyframe = starts_keyframe(tr.codec, &p.payload);
             if keyframe && tr.codec.is_video() {
@@ -1077,7 +1081,7 @@ fn on_event(
             let pkt = Arc::new(MediaPacket {
                 publication: publication.id,
                 track,
-                source: (*ssrc as u64) | (publication.generation.load(Ordering::Relaxed) << 32),
+                source: (*ssrc as u64) | (generation << 32),
                 seq: *p.seq_no,
                 ts: p.header.timestamp,
                 marker: p.header.marker,

@@ -45,6 +45,10 @@ pub struct PublisherState {
     pub last_bytes: u64,
     /// Time of the last bitrate sample.
     pub last_sample: Instant,
+    /// `Publication::generation` when this publisher got the stream; a
+    /// different current value means it was replaced, and its packets are
+    /// dropped until its session is closed.
+    pub generation: u64,
 }
 
 /// A viewer track's GOP-cache replay state.
