@@ -34,6 +34,7 @@ fn config() -> Config {
         StreamAuth {
             publish_token: None,
             view_token: Some("viewtok".into()),
+            replace: None,
         },
     );
     cfg.ice_servers.push(IceServer {

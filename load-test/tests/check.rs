@@ -165,6 +165,7 @@ async fn our_server_with_tokens() {
     let base = our_server(StreamAuth {
         publish_token: Some("pub-secret".into()),
         view_token: Some("view-secret".into()),
+        replace: None,
     })
     .await;
     let (out, v) = run_check(

@@ -110,6 +110,7 @@ async fn server_refusals_exit_4_with_the_reason() {
         auth: StreamAuth {
             publish_token: Some("s3cret".into()),
             view_token: None,
+            replace: None,
         },
         ..Config::default()
     })
