@@ -11,6 +11,7 @@ pub mod peer;
 
 use crate::demux::{Demux, PeerRef};
 use crate::media::{MediaPacket, starts_keyframe};
+use crate::metrics::Metrics;
 use crate::registry::{Publication, Registry};
 use crate::stats::MidCounters;
 use crate::udp::Sockets;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Event, IceConnectionState, Input, Output};
@@ -1126,13 +1127,13 @@ fn on_event(
                 plis: s.plis,
                 firs: s.firs,
             };
-            let d = peer.folder.fold(s.mid, c, s.rtt, s.loss, now, &peer.stats);
-            m.nacks.with_label_values(&["from_viewers"]).inc_by(d.nacks);
-            if let Some(l) = s.loss {
-                m.loss_ratio
-                    .with_label_values(&["viewer"])
-                    .observe(f64::from(l));
-            }
+            fold_stats(
+                peer,
+                m,
+                now,
+                (s.mid, c, s.rtt, s.loss),
+                ["from_viewers", "viewer"],
+            );
         }
         Event::MediaIngressStats(s) => {
             // What we receive from a publisher.
@@ -1143,16 +1144,30 @@ fn on_event(
                 plis: s.plis,
                 firs: s.firs,
             };
-            let d = peer.folder.fold(s.mid, c, s.rtt, s.loss, now, &peer.stats);
-            m.nacks
-                .with_label_values(&["to_publishers"])
-                .inc_by(d.nacks);
-            if let Some(l) = s.loss {
-                m.loss_ratio
-                    .with_label_values(&["publisher"])
-                    .observe(f64::from(l));
-            }
+            fold_stats(
+                peer,
+                m,
+                now,
+                (s.mid, c, s.rtt, s.loss),
+                ["to_publishers", "publisher"],
+            );
         }
         _ => {}
+    }
+}
+
+/// One mid's RTCP-derived report: (mid, counters, RTT, fraction lost).
+type MidReport = (Mid, MidCounters, Option<Duration>, Option<f32>);
+
+/// Fold a report into the peer's [`crate::stats::SessionStats`] and the
+/// metrics; `labels` = (NACK direction, loss side).
+fn fold_stats(peer: &mut Peer, m: &Metrics, now: Instant, r: MidReport, labels: [&str; 2]) {
+    let (mid, c, rtt, loss) = r;
+    let d = peer.folder.fold(mid, c, rtt, loss, now, &peer.stats);
+    m.nacks.with_label_values(&[labels[0]]).inc_by(d.nacks);
+    if let Some(l) = loss {
+        m.loss_ratio
+            .with_label_values(&[labels[1]])
+            .observe(f64::from(l));
     }
 }
