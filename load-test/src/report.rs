@@ -69,6 +69,9 @@ pub struct Report {
     pub server_rss_bytes: Option<u64>,
     /// Measurement window length in seconds.
     pub duration_s: f64,
+    /// Successful joins per second while the viewers were being added
+    /// (first POST → last join settled; bounded by `--ramp`).
+    pub joins_per_s: Option<f64>,
     /// Payload bit rate our publisher sends (with `--publish clip`).
     pub published_bitrate_bps: Option<f64>,
     /// Per-packet latency of the packet carrying the timestamp SEI.
@@ -113,6 +116,8 @@ pub struct Context {
     pub server_rss_base: Option<u64>,
     /// Publisher bit rate.
     pub published_bps: Option<f64>,
+    /// Successful joins per second of the last ramp.
+    pub join_rate: Option<f64>,
     /// Lateness of a 10 ms timer on the viewers' runtime, ms.
     pub timer_lag_ms: Vec<f64>,
     /// Our publisher: keyframe requests it got so far, and whether its
@@ -186,6 +191,7 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         server_cpu_ratio: ctx.server_cpu,
         server_rss_bytes: ctx.server_rss,
         duration_s: ctx.window_s,
+        joins_per_s: ctx.join_rate,
         published_bitrate_bps: ctx.published_bps,
         packet_latency_ms: Pct::of(&mut plat),
         ttff_first_packet_ms: Pct::of(&mut ttfp),
@@ -264,6 +270,7 @@ pub fn table(r: &Report) -> String {
             format!("{} ms", pct(&r.ttff_first_packet_ms)),
         ),
         ("connect p50/p95/p99", format!("{} ms", pct(&r.connect_ms))),
+        ("joins", format!("{} per s", f(r.joins_per_s, 1))),
         (
             "NACKs / PLIs sent",
             format!("{} / {} (not exposed by the client)", r.nacks, r.plis),
