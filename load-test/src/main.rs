@@ -602,6 +602,15 @@ async fn ladder_cmd(a: LadderArgs) -> anyhow::Result<()> {
                 .map_or("-".into(), |b| format!("{:.0}", b / 1024.0)),
             if held { "held" } else { "FAILED" }
         );
+        if r.generator_timer_lag_ms
+            .p99
+            .is_some_and(|l| l > report::GENERATOR_LAG_BOUND_MS)
+        {
+            println!(
+                "        (generator timer lag p99 {:.0} ms: this step is bounded by the load generator)",
+                r.generator_timer_lag_ms.p99.unwrap_or(0.0)
+            );
+        }
         out.steps.push(r);
         if !held {
             break;

@@ -100,6 +100,10 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Generator health bound: a 10 ms timer on the viewers' runtime firing
+/// later than this at p99 means the generator, not the server, is the limit.
+pub const GENERATOR_LAG_BOUND_MS: f64 = 20.0;
+
 /// Inputs besides the viewers' stats.
 pub struct Context {
     /// Viewers asked for.
@@ -168,6 +172,13 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
     if ctx.publisher.is_some_and(|p| p.1) {
         notes.push("our publisher's session ended during the run".into());
     }
+    let lag = Pct::of(&mut ctx.timer_lag_ms.clone());
+    if lag.p99.is_some_and(|l| l > GENERATOR_LAG_BOUND_MS) {
+        notes.push(format!(
+            "generator saturated: its timer lag p99 > {GENERATOR_LAG_BOUND_MS} ms, \
+             latency and loss are bounded by the load generator, not the server"
+        ));
+    }
     let latency_samples = lat.len();
     Report {
         viewers_requested: ctx.requested,
@@ -199,7 +210,7 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         worst_viewer_loss_ratio: worst,
         viewers_dropped: dropped,
         latency_samples,
-        generator_timer_lag_ms: Pct::of(&mut ctx.timer_lag_ms.clone()),
+        generator_timer_lag_ms: lag,
         publisher_keyframe_requests: ctx.publisher.map(|p| p.0),
         server_rss_per_viewer_bytes: match (ctx.server_rss, ctx.server_rss_base) {
             (Some(r), Some(b)) if connected > 0 => Some((r as f64 - b as f64) / connected as f64),
