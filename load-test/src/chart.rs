@@ -137,6 +137,7 @@ mod tests {
                     &Context {
                         requested: n,
                         window_s: 1.0,
+                        join_rate: None,
                         generator_cpu: Some(n as f64 / 200.0),
                         server_cpu: Some(n as f64 / 100.0),
                         server_rss: None,

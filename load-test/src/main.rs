@@ -10,6 +10,7 @@ mod clip;
 mod procfs;
 mod report;
 mod sei;
+mod units;
 mod viewer;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -85,12 +86,12 @@ struct Common {
     /// WHEP endpoint the viewers POST to.
     #[arg(long)]
     whep: String,
-    /// Joins per second.
-    #[arg(long, default_value_t = 50.0)]
+    /// Joins per second (`50`, `50/s`, `3000/m`).
+    #[arg(long, default_value = "50", value_parser = units::per_second)]
     ramp: f64,
-    /// Seconds to wait after the last join before measuring (a joiner's
-    /// GOP-cache replay must be over).
-    #[arg(long, default_value_t = 5.0)]
+    /// Wait after the last join before measuring (a joiner's GOP-cache
+    /// replay must be over); `5`, `5s`, `500ms`.
+    #[arg(long, default_value = "5", value_parser = units::seconds)]
     settle: f64,
     /// Bearer token for WHIP and WHEP requests.
     #[arg(long)]
@@ -125,8 +126,8 @@ struct RunArgs {
     /// Number of viewers.
     #[arg(long)]
     viewers: usize,
-    /// Measurement window, seconds (after joins and settle).
-    #[arg(long, default_value_t = 10.0)]
+    /// Measurement window after joins and settle (`10`, `10s`, `2m`).
+    #[arg(long, default_value = "10", value_parser = units::seconds)]
     duration: f64,
     /// Publish our own stream first (needs --whip).
     #[arg(long, requires = "whip")]
@@ -134,6 +135,9 @@ struct RunArgs {
     /// WHIP endpoint for --publish.
     #[arg(long)]
     whip: Option<String>,
+    /// Write an SVG chart of the run (CPU, loss, latency at this N).
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -150,8 +154,8 @@ struct LadderArgs {
         default_value = "10,50,100,200,400,600,800,1000"
     )]
     steps: Vec<usize>,
-    /// Measurement window of each step, seconds.
-    #[arg(long, default_value_t = 20.0)]
+    /// Measurement window of each step (`20`, `20s`, `1m`).
+    #[arg(long, default_value = "20", value_parser = units::seconds)]
     step_duration: f64,
     /// A step holds while the loss ratio stays at or below this.
     #[arg(long, default_value_t = 0.001)]
@@ -235,6 +239,9 @@ struct Rig {
     joins: Arc<Semaphore>,
     publisher: Option<Publisher>,
     rss_base: Option<u64>,
+    /// Successful joins per second of the last `grow` (first POST to the
+    /// last join settled).
+    join_rate: Option<f64>,
 }
 
 impl Rig {
@@ -264,6 +271,7 @@ impl Rig {
             joins: Arc::new(Semaphore::new(256)),
             publisher: None,
             rss_base,
+            join_rate: None,
         }
     }
 
@@ -381,6 +389,9 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bar.finish_and_clear();
+        let took = (Instant::now() - start.into_std()).as_secs_f64();
+        let ok = target - from - self.failed(from);
+        self.join_rate = (took > 0.0).then(|| ok as f64 / took);
     }
 
     fn settled(&self, from: usize) -> usize {
@@ -459,6 +470,7 @@ impl Rig {
                 server_rss,
                 server_rss_base: self.rss_base,
                 published_bps: self.publisher.as_ref().map(|p| p.bitrate),
+                join_rate: self.join_rate,
                 timer_lag_ms: timer_lag,
                 publisher: self.publisher.as_ref().map(|p| {
                     (
@@ -512,14 +524,21 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     println!("load-test run: {} viewers of {}", a.viewers, a.common.whep);
     print!("{}", report::table(&r));
     write_json(&a.common.json, &r)?;
+    if let Some(c) = &a.chart {
+        chart::draw(c, std::slice::from_ref(&r), 0.001, 200.0)?;
+        println!("chart: {}", c.display());
+    }
     Ok(())
 }
 
-/// The JSON of a ladder.
+/// The JSON of a ladder: the report keys of the step at `max_viewers` (the
+/// first step when none held), plus the ladder's own keys.
 #[derive(serde::Serialize)]
 struct Ladder {
     /// Largest N that held both bounds with every join successful.
     max_viewers: usize,
+    #[serde(flatten)]
+    at_max: Option<Report>,
     max_loss: f64,
     max_p99_ms: f64,
     steps: Vec<Report>,
@@ -540,6 +559,7 @@ async fn ladder_cmd(a: LadderArgs) -> anyhow::Result<()> {
     rig.publish(&a.whip, max_run).await?;
     let mut out = Ladder {
         max_viewers: 0,
+        at_max: None,
         max_loss: a.max_loss,
         max_p99_ms: a.max_p99_ms,
         steps: Vec::new(),
@@ -582,6 +602,15 @@ async fn ladder_cmd(a: LadderArgs) -> anyhow::Result<()> {
                 .map_or("-".into(), |b| format!("{:.0}", b / 1024.0)),
             if held { "held" } else { "FAILED" }
         );
+        if r.generator_timer_lag_ms
+            .p99
+            .is_some_and(|l| l > report::GENERATOR_LAG_BOUND_MS)
+        {
+            println!(
+                "        (generator timer lag p99 {:.0} ms: this step is bounded by the load generator)",
+                r.generator_timer_lag_ms.p99.unwrap_or(0.0)
+            );
+        }
         out.steps.push(r);
         if !held {
             break;
@@ -589,6 +618,17 @@ async fn ladder_cmd(a: LadderArgs) -> anyhow::Result<()> {
         out.max_viewers = n;
     }
     rig.shutdown().await;
+    out.at_max = out
+        .steps
+        .iter()
+        .rev()
+        .find(|r| r.viewers_requested == out.max_viewers)
+        .or(out.steps.first())
+        .cloned();
+    if let Some(r) = &out.at_max {
+        println!("summary at {} viewers:", r.viewers_requested);
+        print!("{}", report::table(r));
+    }
     println!(
         "max viewers: {} (loss <= {} %, frame latency p99 <= {} ms, all joins ok)",
         out.max_viewers,

@@ -69,6 +69,9 @@ pub struct Report {
     pub server_rss_bytes: Option<u64>,
     /// Measurement window length in seconds.
     pub duration_s: f64,
+    /// Successful joins per second while the viewers were being added
+    /// (first POST → last join settled; bounded by `--ramp`).
+    pub joins_per_s: Option<f64>,
     /// Payload bit rate our publisher sends (with `--publish clip`).
     pub published_bitrate_bps: Option<f64>,
     /// Per-packet latency of the packet carrying the timestamp SEI.
@@ -97,6 +100,10 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Generator health bound: a 10 ms timer on the viewers' runtime firing
+/// later than this at p99 means the generator, not the server, is the limit.
+pub const GENERATOR_LAG_BOUND_MS: f64 = 20.0;
+
 /// Inputs besides the viewers' stats.
 pub struct Context {
     /// Viewers asked for.
@@ -113,6 +120,8 @@ pub struct Context {
     pub server_rss_base: Option<u64>,
     /// Publisher bit rate.
     pub published_bps: Option<f64>,
+    /// Successful joins per second of the last ramp.
+    pub join_rate: Option<f64>,
     /// Lateness of a 10 ms timer on the viewers' runtime, ms.
     pub timer_lag_ms: Vec<f64>,
     /// Our publisher: keyframe requests it got so far, and whether its
@@ -163,6 +172,13 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
     if ctx.publisher.is_some_and(|p| p.1) {
         notes.push("our publisher's session ended during the run".into());
     }
+    let lag = Pct::of(&mut ctx.timer_lag_ms.clone());
+    if lag.p99.is_some_and(|l| l > GENERATOR_LAG_BOUND_MS) {
+        notes.push(format!(
+            "generator saturated: its timer lag p99 > {GENERATOR_LAG_BOUND_MS} ms, \
+             latency and loss are bounded by the load generator, not the server"
+        ));
+    }
     let latency_samples = lat.len();
     Report {
         viewers_requested: ctx.requested,
@@ -186,6 +202,7 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         server_cpu_ratio: ctx.server_cpu,
         server_rss_bytes: ctx.server_rss,
         duration_s: ctx.window_s,
+        joins_per_s: ctx.join_rate,
         published_bitrate_bps: ctx.published_bps,
         packet_latency_ms: Pct::of(&mut plat),
         ttff_first_packet_ms: Pct::of(&mut ttfp),
@@ -193,7 +210,7 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         worst_viewer_loss_ratio: worst,
         viewers_dropped: dropped,
         latency_samples,
-        generator_timer_lag_ms: Pct::of(&mut ctx.timer_lag_ms.clone()),
+        generator_timer_lag_ms: lag,
         publisher_keyframe_requests: ctx.publisher.map(|p| p.0),
         server_rss_per_viewer_bytes: match (ctx.server_rss, ctx.server_rss_base) {
             (Some(r), Some(b)) if connected > 0 => Some((r as f64 - b as f64) / connected as f64),
@@ -264,6 +281,7 @@ pub fn table(r: &Report) -> String {
             format!("{} ms", pct(&r.ttff_first_packet_ms)),
         ),
         ("connect p50/p95/p99", format!("{} ms", pct(&r.connect_ms))),
+        ("joins", format!("{} per s", f(r.joins_per_s, 1))),
         (
             "NACKs / PLIs sent",
             format!("{} / {} (not exposed by the client)", r.nacks, r.plis),

@@ -38,7 +38,9 @@ async fn run_20_viewers_of_own_clip() {
         .arg(format!("{base}/whip/smoke"))
         .arg("--whep")
         .arg(format!("{base}/whep/smoke"))
-        .args(["--viewers", "20", "--duration", "5", "--settle", "2"])
+        .args(["--viewers", "20", "--duration", "5s", "--settle", "2s"])
+        .args(["--ramp", "50/s", "--server-pid"])
+        .arg(std::process::id().to_string())
         .args(["--clip-seconds", "4", "--threads", "2", "--json"])
         .arg(&json);
     let out = tokio::time::timeout(
@@ -78,7 +80,28 @@ async fn run_20_viewers_of_own_clip() {
     assert!(num(&v, &["latency_ms", "p99"]) > 0.0, "{v:#}");
     assert!(num(&v, &["latency_ms", "p50"]) > 0.0, "{v:#}");
     assert!(num(&v, &["ttff_ms", "p50"]) > 0.0, "{v:#}");
-    for k in ["nacks", "plis", "generator_cpu_ratio"] {
+    // Every key the issue names, with its type.
+    for k in [
+        "viewers_requested",
+        "viewers_connected",
+        "loss_ratio",
+        "bitrate_bps",
+        "nacks",
+        "plis",
+        "generator_cpu_ratio",
+        "server_cpu_ratio",
+        "server_rss_bytes",
+        "joins_per_s",
+    ] {
         assert!(v[k].is_number(), "{k} missing: {v:#}");
     }
+    assert!(v["setup_failures"].is_object(), "{v:#}");
+    for k in ["latency_ms", "ttff_ms"] {
+        for p in ["p50", "p95", "p99"] {
+            assert!(v[k][p].is_number(), "{k}.{p} missing: {v:#}");
+        }
+    }
+    // The server runs in this test's process: it used CPU and memory.
+    assert!(num(&v, &["server_cpu_ratio"]) > 0.0, "{v:#}");
+    assert!(num(&v, &["server_rss_bytes"]) > 1e6, "{v:#}");
 }
