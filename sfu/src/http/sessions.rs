@@ -421,10 +421,17 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         let Some(mid) = mid_of(&offer, c.mline) else {
             continue;
         };
-        if rtc.direct_api().stream_tx_by_mid(mid, None).is_none() {
-            continue; // m-line rejected in the answer
-        }
         let video = c.kind == MediaKind::Video;
+        let mut api = rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            continue; // m-line rejected in the answer
+        };
+        if video {
+            // Resend history for NACKs (RFC 4585 §6.2.1): str0m keeps 1024
+            // packets over 3 s by default, a copy per viewer (≈ 750 KB at
+            // 2 Mbit/s); 1 s covers a NACK round trip and two retries.
+            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(0.15));
+        }
         tracks[*ti] = Some(ViewerTrack {
             mid,
             pt: c.pt.into(),
@@ -588,6 +595,11 @@ pub async fn patch(
     }
     empty(StatusCode::NO_CONTENT)
 }
+
+/// Most video packets kept per viewer for resends.
+const RTX_CACHE_PACKETS: usize = 512;
+/// Oldest video packet kept per viewer for resends.
+const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most ICE restarts one session may do (each keeps a demux entry).
 const MAX_ICE_RESTARTS: u32 = 8;
