@@ -5,8 +5,10 @@
 
 pub mod gop;
 pub mod keyframe;
+pub mod layer;
 pub mod rewrite;
 
 pub use gop::GopCache;
+pub use layer::{Admit, AutoLayer, LayerGate};
 pub use keyframe::{KeyframeThrottle, KeyframeWaiter};
 pub use rewrite::{Rewrite, RewriteDecision};

@@ -342,7 +342,7 @@ pub fn stream_detail_json(app: &App, p: &crate::registry::Publication) -> serde_
         let mut snap = serde_json::to_value(s.stats.snapshot()).unwrap_or_default();
         match s.role {
             crate::registry::Role::Viewer => {
-                snap["layer"] = serde_json::Value::Null;
+                snap["layer"] = s.stats.layer().into();
                 viewers.push(snap);
             }
             crate::registry::Role::Publisher if s.peer == current => publisher = snap,
@@ -373,7 +373,34 @@ pub fn stream_json(p: &crate::registry::Publication) -> serde_json::Value {
                 "packets_in": p.packets_in.load(Ordering::Relaxed),
                 "viewers": p.viewers(),
                 "uptime_s": p.created.elapsed().as_secs(),
+                "layers": layers_json(p),
             })
         }
     }
+}
+
+/// The simulcast layers of a publication as JSON (lowest bitrate first):
+/// `[{"rid","encodingId","ssrc","bitrate_bps","width","height","active"}]`;
+/// empty without simulcast.
+pub fn layers_json(p: &crate::registry::Publication) -> serde_json::Value {
+    if !p.layers.is_simulcast() {
+        return serde_json::json!([]);
+    }
+    let v: Vec<serde_json::Value> = p
+        .layers
+        .snapshot(std::time::Instant::now())
+        .into_iter()
+        .map(|l| {
+            serde_json::json!({
+                "rid": l.rid,
+                "encodingId": l.rid,
+                "ssrc": l.ssrc,
+                "bitrate_bps": l.bitrate,
+                "width": l.width,
+                "height": l.height,
+                "active": l.active,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(v)
 }

@@ -194,6 +194,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             packets_in: AtomicU64::new(0),
             bitrate_in: AtomicU64::new(0),
             created: Instant::now(),
+            layers: Default::default(),
         })
     };
     let publication = {
@@ -397,6 +398,8 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
             nackable: video,
             video,
             replay: Replay::Off,
+            gate: Default::default(),
+            auto: Default::default(),
         });
     }
     if tracks.iter().all(Option::is_none) {
@@ -414,6 +417,9 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         packets_out: 0,
         packets_out_video: 0,
         replay_next: None,
+        manual: None,
+        bwe: None,
+        layer_next: Instant::now(),
     };
     let session = new_session_id();
     start_peer(
