@@ -216,8 +216,8 @@ pub fn keyframe_size(codec: str0m::format::Codec, payload: &[u8]) -> Option<(u32
                     // STAP-A: [hdr][len16][nal]...
                     let mut i = 1;
                     loop {
-                        let len = u16::from_be_bytes([*payload.get(i)?, *payload.get(i + 1)?])
-                            as usize;
+                        let len =
+                            u16::from_be_bytes([*payload.get(i)?, *payload.get(i + 1)?]) as usize;
                         let nal = payload.get(i + 2..i + 2 + len)?;
                         if nal.first().is_some_and(|b| b & 0x1f == 7) {
                             break nal;
@@ -307,7 +307,12 @@ mod tests {
 
     #[test]
     fn bad_input_does_not_panic() {
-        for p in [&[24u8, 0, 50][..], &[24, 0xff, 0xff, 7], &[7], &[0x90, 0x80]] {
+        for p in [
+            &[24u8, 0, 50][..],
+            &[24, 0xff, 0xff, 7],
+            &[7],
+            &[0x90, 0x80],
+        ] {
             let _ = keyframe_size(str0m::format::Codec::H264, p);
             let _ = keyframe_size(str0m::format::Codec::Vp8, p);
         }

@@ -9,6 +9,6 @@ pub mod layer;
 pub mod rewrite;
 
 pub use gop::GopCache;
-pub use layer::{Admit, AutoLayer, LayerGate};
 pub use keyframe::{KeyframeThrottle, KeyframeWaiter};
+pub use layer::{Admit, AutoLayer, LayerGate};
 pub use rewrite::{Rewrite, RewriteDecision};

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod ice_links;
+pub mod layer_ext;
 pub mod rate;
 pub mod response;
 pub mod sdpfrag;
@@ -222,17 +223,37 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                     if let Some(r) = sessions::over_limit(app) {
                         return r;
                     }
+                    let layer = layer_ext::query_layer(req.uri().query()).map(str::to_string);
                     let body = match read_body(req).await {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
                     match role {
                         Role::Publisher => sessions::whip_post(app, name, &body),
-                        Role::Viewer => sessions::whep_post(app, name, &body),
+                        Role::Viewer => sessions::whep_post(app, name, &body, layer.as_deref()),
                     }
                 }
                 _ => method_not_allowed("OPTIONS, GET, HEAD, POST"),
             }
+        }
+        (["whep", name, session, "layer"], m) => {
+            if matches!(*m, Method::POST | Method::DELETE)
+                && let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote)
+            {
+                return r;
+            }
+            if *m == Method::OPTIONS {
+                return preflight(false);
+            }
+            let body = if *m == Method::POST {
+                match read_body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                }
+            } else {
+                String::new()
+            };
+            layer_ext::handle(app, name, session, m, &body)
         }
         ([role @ ("whip" | "whep"), name, session], m) => {
             let role = if *role == "whip" {

@@ -678,7 +678,8 @@ impl Worker {
                         debug!(peer = id, ?from, to = pkt.layer, "simulcast layer switched");
                     }
                     if peer.publication.layers.is_simulcast() {
-                        peer.stats.set_layer(&peer.publication.layers.rid(pkt.layer));
+                        peer.stats
+                            .set_layer(&peer.publication.layers.rid(pkt.layer));
                     }
                 }
                 crate::forward::Admit::Drop => return false,
@@ -843,7 +844,13 @@ impl Worker {
             None => (&mut tr.throttle, None),
         };
         if throttle.request(now) {
-            request_keyframe(&mut peer.rtc, tr.mid, rid, tr.fir_only, &self.shared.metrics);
+            request_keyframe(
+                &mut peer.rtc,
+                tr.mid,
+                rid,
+                tr.fir_only,
+                &self.shared.metrics,
+            );
             debug!(peer = publisher, track, layer, "keyframe request sent");
             self.drive(publisher, now);
         } else if let Some(due) = throttle.next_due()
