@@ -1247,6 +1247,11 @@ fn on_event(
             str0m::bwe::BweKind::Twcc { estimate, .. } | str0m::bwe::BweKind::Remb { estimate, .. },
         ) => {
             if let PeerKind::Viewer(v) = &mut peer.kind {
+                debug!(
+                    peer = peer.id,
+                    estimate = estimate.as_u64(),
+                    "egress bitrate estimate"
+                );
                 v.bwe = Some(estimate.as_u64());
             }
         }
@@ -1325,12 +1330,18 @@ fn evaluate_layers(peer: &mut Peer, now: Instant, actions: &mut Vec<Action>) {
             pinned.or(auto).unwrap_or(0)
         };
         t.gate.set_target(target);
+        let cur = active
+            .iter()
+            .find(|l| Some(l.index) == t.gate.current())
+            .map_or(0, |l| l.bitrate);
         for l in active {
             top_bps = top_bps.max(l.bitrate);
-            if Some(l.index) == t.gate.current() {
+            // Pad towards the next layer up, so the estimate can reach it.
+            if l.bitrate > cur && (cur_bps <= cur || l.bitrate < cur_bps) {
                 cur_bps = l.bitrate;
             }
         }
+        cur_bps = cur_bps.max(cur);
         if n > 1 && t.gate.switching() {
             actions.push(Action::Keyframe {
                 publisher: peer.publication.publisher(),
@@ -1340,7 +1351,8 @@ fn evaluate_layers(peer: &mut Peer, now: Instant, actions: &mut Vec<Action>) {
         }
     }
     if n > 1 && v.bwe.is_some() {
-        // Keep BWE probing towards the top layer (str0m pads up to `cur_bps`).
+        // Probe towards the top layer; sustain (with padding) the next layer
+        // up's rate so the estimate can show it fits (RFC 8698-style ramp-up).
         peer.rtc.bwe().set_bitrate(
             str0m::bwe::Bitrate::bps(cur_bps),
             str0m::bwe::Bitrate::bps(top_bps.max(cur_bps) * 5 / 4),
