@@ -80,12 +80,10 @@ impl LayerGate {
 
     /// Decide for a packet of `layer`; `keyframe` = it starts a keyframe.
     pub fn on_packet(&mut self, layer: u8, keyframe: bool) -> Admit {
-        if layer == self.target && self.current != Some(layer) {
-            if keyframe {
-                let from = self.current.replace(layer);
-                return Admit::Switched { from };
-            }
-            // Keep playing the old layer until the target's keyframe.
+        // Until the target's keyframe, the old layer keeps playing.
+        if layer == self.target && self.current != Some(layer) && keyframe {
+            let from = self.current.replace(layer);
+            return Admit::Switched { from };
         }
         if self.current == Some(layer) {
             Admit::Forward
