@@ -191,6 +191,56 @@ mod tests {
         assert!(!g.switching());
     }
 
+    /// Gate + Rewrite together: two interleaved layers with unrelated
+    /// sequence numbers and timestamps become one continuous stream.
+    #[test]
+    fn layer_switch_is_continuous_through_rewrite() {
+        use crate::forward::{Rewrite, RewriteDecision};
+        let t0 = Instant::now();
+        let mut g = LayerGate::default();
+        let mut r = Rewrite::new(90_000, true, 500);
+        g.set_target(0);
+        let mut out = Vec::new();
+        // Frame i: layer 0 seq 1000+i ts 3000i; layer 1 seq 60000+i ts 7e6+3000i
+        // (wrapping its 16-bit seq); keyframes every 10 frames; switch at frame 13.
+        for i in 0..30u64 {
+            if i == 13 {
+                g.set_target(1);
+            }
+            let now = t0 + Duration::from_millis(33 * i);
+            let key = i % 10 == 0;
+            for (layer, seq, ts) in [
+                (0u8, 1000 + i, 3000 * i as u32),
+                (1u8, 60_000 + i, 7_000_000 + 3000 * i as u32),
+            ] {
+                if matches!(g.on_packet(layer, key), Admit::Drop) {
+                    continue;
+                }
+                match r.on_packet(layer as u64, seq, ts, key, now) {
+                    RewriteDecision::Forward { seq, ts } => out.push((layer, seq, ts)),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // Layer 0 for frames 0..=20 (its frame 20 arrives before layer 1's),
+        // layer 1 from its keyframe at frame 20.
+        assert_eq!(out.len(), 31);
+        assert!(out[..21].iter().all(|o| o.0 == 0));
+        assert!(out[21..].iter().all(|o| o.0 == 1));
+        for (i, w) in out.windows(2).enumerate() {
+            assert_eq!(w[1].1, w[0].1 + 1, "no sequence gap");
+            let dts = w[1].2.wrapping_sub(w[0].2);
+            if i == 20 {
+                // Same capture instant on the other layer: one tick later.
+                assert_eq!(dts, 1);
+            } else {
+                assert!((2900..=3100).contains(&dts), "{w:?}");
+            }
+        }
+        // A late retransmission of the old layer after the switch is dropped.
+        assert_eq!(g.on_packet(0, false), Admit::Drop);
+    }
+
     #[test]
     fn no_estimate_takes_top() {
         let mut a = AutoLayer::default();
