@@ -7,6 +7,7 @@ pub mod gop;
 pub mod keyframe;
 pub mod layer;
 pub mod rewrite;
+pub mod vp8ids;
 
 pub use gop::GopCache;
 pub use keyframe::{KeyframeThrottle, KeyframeWaiter};

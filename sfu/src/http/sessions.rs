@@ -412,6 +412,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
             replay: Replay::Off,
             gate: Default::default(),
             auto: Default::default(),
+            vp8: (pub_tracks[*ti].codec == str0m::format::Codec::Vp8).then(Default::default),
         });
     }
     if tracks.iter().all(Option::is_none) {

@@ -673,6 +673,9 @@ impl Worker {
             match t.gate.on_packet(pkt.layer, pkt.keyframe) {
                 crate::forward::Admit::Forward => {}
                 crate::forward::Admit::Switched { from } => {
+                    if let Some(v8) = &mut t.vp8 {
+                        v8.on_switch();
+                    }
                     if from.is_some() {
                         self.shared.metrics.layer_switches.inc();
                         debug!(peer = id, ?from, to = pkt.layer, "simulcast layer switched");
@@ -714,16 +717,35 @@ impl Worker {
                     voice_activity: pkt.voice_activity,
                     ..Default::default()
                 };
+                let patch = t.vp8.as_mut().and_then(|v8| {
+                    let (pid, tl0) = crate::forward::vp8ids::read(&pkt.payload)?;
+                    match v8.map(pid, tl0) {
+                        (None, None) => None,
+                        (p, l) => {
+                            let d = str0m::rtp::Vp8Descriptor::parse(&pkt.payload).ok()?;
+                            let mut b = d.patch();
+                            if let Some(p) = p {
+                                b = b.picture_id(p);
+                            }
+                            if let Some(l) = l {
+                                b = b.tl0_pic_idx(l);
+                            }
+                            b.build().ok()
+                        }
+                    }
+                });
                 let mut api = peer.rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                     return false;
                 };
-                tx.write_rtp(
-                    RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
-                        .marker(pkt.marker)
-                        .nackable(nackable)
-                        .ext_vals(exts),
-                );
+                let mut w = RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
+                    .marker(pkt.marker)
+                    .nackable(nackable)
+                    .ext_vals(exts);
+                if let Some(p) = patch {
+                    w = w.vp8_patch(p);
+                }
+                tx.write_rtp(w);
                 v.packets_out += 1;
                 true
             }
@@ -1341,7 +1363,11 @@ fn evaluate_layers(peer: &mut Peer, now: Instant, actions: &mut Vec<Action>) {
                 cur_bps = l.bitrate;
             }
         }
-        cur_bps = cur_bps.max(cur);
+        cur_bps = if pinned.is_some() {
+            cur
+        } else {
+            cur_bps.max(cur)
+        };
         if n > 1 && t.gate.switching() {
             actions.push(Action::Keyframe {
                 publisher: peer.publication.publisher(),

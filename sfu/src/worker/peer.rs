@@ -102,6 +102,8 @@ pub struct ViewerTrack {
     pub gate: LayerGate,
     /// Simulcast: automatic layer choice.
     pub auto: AutoLayer,
+    /// VP8 PictureID/TL0PICIDX continuity across layer switches (VP8 only).
+    pub vp8: Option<crate::forward::vp8ids::Vp8Ids>,
 }
 
 /// Viewer-specific state.
