@@ -72,9 +72,9 @@ fn sps_first(payload: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_default_query_and_switch() {
     let layers = [
-        clip_sized(12, 30, 640, 360, 1200),
-        clip_sized(12, 30, 320, 180, 400),
-        clip_sized(12, 30, 160, 90, 120),
+        clip_sized(12, 30, 640, 360, 600),
+        clip_sized(12, 30, 320, 180, 250),
+        clip_sized(12, 30, 160, 90, 100),
     ];
     // Payload → layer; payloads common to several layers (e.g. a PPS) are
     // left out.
