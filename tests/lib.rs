@@ -51,21 +51,27 @@ pub fn clip(seconds: u32) -> &'static Clip {
 
 /// Like [`clip`] with a GOP of `gop` frames (30 fps, no scene-cut keyframes).
 pub fn clip_gop(seconds: u32, gop: u32) -> &'static Clip {
-    type Cache = Vec<((u32, u32), &'static Clip)>;
+    clip_sized(seconds, gop, 640, 360, 1000)
+}
+
+/// Like [`clip_gop`] at `width`x`height` and `kbps` kbit/s (e.g. simulcast layers).
+pub fn clip_sized(seconds: u32, gop: u32, width: u32, height: u32, kbps: u32) -> &'static Clip {
+    type Cache = Vec<((u32, u32, u32, u32, u32), &'static Clip)>;
     static CLIPS: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+    let key = (seconds, gop, width, height, kbps);
     let mut clips = CLIPS.lock().unwrap();
-    if let Some((_, c)) = clips.iter().find(|(k, _)| *k == (seconds, gop)) {
+    if let Some((_, c)) = clips.iter().find(|(k, _)| *k == key) {
         return c;
     }
-    let c: &'static Clip = Box::leak(Box::new(make_clip(seconds, gop)));
-    clips.push(((seconds, gop), c));
+    let c: &'static Clip = Box::leak(Box::new(make_clip(seconds, gop, width, height, kbps)));
+    clips.push((key, c));
     c
 }
 
-fn make_clip(seconds: u32, gop: u32) -> Clip {
+fn make_clip(seconds: u32, gop: u32, width: u32, height: u32, kbps: u32) -> Clip {
     let dir: PathBuf = std::env::temp_dir().join(format!("sfu-e2e-media-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let h264 = dir.join(format!("clip-{seconds}-{gop}.h264"));
+    let h264 = dir.join(format!("clip-{seconds}-{gop}-{width}x{height}-{kbps}.h264"));
     let opus = dir.join(format!("clip-{seconds}.opus"));
     let (t, g) = (seconds.to_string(), gop.to_string());
     let quiet = [
@@ -79,7 +85,7 @@ fn make_clip(seconds: u32, gop: u32) -> Clip {
     ];
     run(Command::new("ffmpeg")
         .args(quiet)
-        .arg("testsrc2=size=640x360:rate=30")
+        .arg(format!("testsrc2=size={width}x{height}:rate=30"))
         .args([
             "-t",
             &t,
@@ -100,7 +106,14 @@ fn make_clip(seconds: u32, gop: u32) -> Clip {
             "-sc_threshold",
             "0",
         ])
-        .args(["-pix_fmt", "yuv420p", "-b:v", "1M", "-f", "h264"])
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            &format!("{kbps}k"),
+            "-f",
+            "h264",
+        ])
         .arg(&h264));
     run(Command::new("ffmpeg")
         .args(quiet)

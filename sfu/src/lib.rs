@@ -17,6 +17,7 @@ pub mod config;
 pub mod demux;
 pub mod forward;
 pub mod http;
+pub mod layers;
 pub mod media;
 pub mod metrics;
 pub mod registry;

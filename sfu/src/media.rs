@@ -17,6 +17,8 @@ pub struct MediaPacket {
     pub track: usize,
     /// Source identity for rewriting (publisher SSRC; changes on re-publish).
     pub source: u64,
+    /// Simulcast layer slot (`Publication::layers`); 0 without simulcast.
+    pub layer: u8,
     /// Extended sequence number as received (RFC 3550 §A.1, RTX unwrapped).
     pub seq: u64,
     /// RTP timestamp as received, in the track clock.

@@ -39,6 +39,8 @@ pub struct Publication {
     pub bitrate_in: AtomicU64,
     /// When the WHIP POST was accepted.
     pub created: Instant,
+    /// Simulcast layers of the video track (empty without simulcast).
+    pub layers: crate::layers::LayerTable,
 }
 
 impl Publication {
@@ -76,6 +78,7 @@ impl Publication {
         }
         *self.publisher.lock().unwrap_or_else(|e| e.into_inner()) = publisher;
         *self.tracks.write().unwrap_or_else(|e| e.into_inner()) = tracks;
+        self.layers.reset();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.connected.store(false, Ordering::Relaxed);
         true

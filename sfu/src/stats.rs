@@ -48,6 +48,8 @@ pub struct SessionStats {
     plis: AtomicU64,
     /// FIRs received from a viewer / sent to a publisher.
     firs: AtomicU64,
+    /// RID of the simulcast layer a viewer receives (`None`: no simulcast).
+    layer: Mutex<Option<String>>,
 }
 
 /// A consistent copy of [`SessionStats`] for serialization.
@@ -95,7 +97,20 @@ impl SessionStats {
             nacks: AtomicU64::new(0),
             plis: AtomicU64::new(0),
             firs: AtomicU64::new(0),
+            layer: Mutex::new(None),
         }
+    }
+
+    /// Record the simulcast layer (RID) a viewer now receives (at switches only).
+    pub fn set_layer(&self, rid: &str) {
+        if let Ok(mut l) = self.layer.lock() {
+            *l = Some(rid.to_string());
+        }
+    }
+
+    /// The simulcast layer (RID) a viewer receives, if any.
+    pub fn layer(&self) -> Option<String> {
+        self.layer.lock().ok().and_then(|l| l.clone())
     }
 
     /// Record the selected remote address (ICE connected).

@@ -45,7 +45,8 @@ def test_web_ui_pages(sfu, clients, gst_python, node_bin):
 @pytest.mark.parametrize("stream,query,codec,size", [
     ("vp9", "codec=VP9", "vp9", (640, 480)),
     ("av1", "codec=AV1&trickle=1", "av1", (640, 480)),
-    # The sfu forwards one of the three layers (no layer choice yet), so any size goes.
+    # The sfu forwards one layer per viewer (the top active one by default; Chromium may
+    # send it below 1280x720 while its encoder ramps up), so any size goes.
     ("simulcast", "simulcast=1&resolution=1280x720", "h264", None),
 ], ids=["vp9", "av1-trickle", "simulcast"])
 def test_web_publish_page_options(sfu, clients, node_bin, stream, query, codec, size):

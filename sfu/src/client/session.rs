@@ -127,6 +127,7 @@ pub struct OutPacket {
 
 enum Cmd {
     Send(OutPacket),
+    SendLayer(str0m::media::Rid, OutPacket),
     Close,
     /// Start a local ICE restart: reply with our offer (new credentials).
     IceRestart(oneshot::Sender<Result<String, String>>),
@@ -172,7 +173,32 @@ pub struct Refused {
 impl Session {
     /// Publish over WHIP to `endpoint` (e.g. `http://127.0.0.1:8080/whip/cam`).
     pub async fn publish(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
-        Self::start(endpoint, opts, Signalling::default(), Direction::SendOnly).await
+        Self::start(
+            endpoint,
+            opts,
+            Signalling::default(),
+            Direction::SendOnly,
+            &[],
+        )
+        .await
+    }
+
+    /// Publish over WHIP with simulcast video (RFC 8853): one `a=rid:<rid> send`
+    /// per entry of `rids` and `a=simulcast:send`; send each layer's packets
+    /// with [`Session::send_layer`].
+    pub async fn publish_simulcast(
+        endpoint: &str,
+        opts: Options,
+        rids: &[&str],
+    ) -> anyhow::Result<Session> {
+        Self::start(
+            endpoint,
+            opts,
+            Signalling::default(),
+            Direction::SendOnly,
+            rids,
+        )
+        .await
     }
 
     /// [`Session::publish`] with extra signalling options.
@@ -181,12 +207,19 @@ impl Session {
         opts: Options,
         sig: Signalling,
     ) -> anyhow::Result<Session> {
-        Self::start(endpoint, opts, sig, Direction::SendOnly).await
+        Self::start(endpoint, opts, sig, Direction::SendOnly, &[]).await
     }
 
     /// Play over WHEP from `endpoint` (e.g. `http://127.0.0.1:8080/whep/cam`).
     pub async fn play(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
-        Self::start(endpoint, opts, Signalling::default(), Direction::RecvOnly).await
+        Self::start(
+            endpoint,
+            opts,
+            Signalling::default(),
+            Direction::RecvOnly,
+            &[],
+        )
+        .await
     }
 
     /// [`Session::play`] with extra signalling options.
@@ -195,7 +228,7 @@ impl Session {
         opts: Options,
         sig: Signalling,
     ) -> anyhow::Result<Session> {
-        Self::start(endpoint, opts, sig, Direction::RecvOnly).await
+        Self::start(endpoint, opts, sig, Direction::RecvOnly, &[]).await
     }
 
     async fn start(
@@ -203,6 +236,7 @@ impl Session {
         opts: Options,
         sig: Signalling,
         dir: Direction,
+        rids: &[&str],
     ) -> anyhow::Result<Session> {
         crate::server::install_crypto();
         let mut url = Url::parse(endpoint)?;
@@ -267,7 +301,14 @@ impl Session {
         let mut api = rtc.sdp_api();
         let mut mids: Vec<(MediaKind, Mid)> = Vec::new();
         for k in &kinds {
-            let mid = api.add_media(*k, dir, Some("sfu-client".into()), None, None);
+            let simulcast = (*k == MediaKind::Video && !rids.is_empty()).then(|| {
+                let mut s = str0m::media::Simulcast::new();
+                for r in rids {
+                    s.add_send_layer(str0m::media::SimulcastLayer::new(r));
+                }
+                s
+            });
+            let mid = api.add_media(*k, dir, Some("sfu-client".into()), None, simulcast);
             mids.push((*k, mid));
         }
         let (offer, pending) = api
@@ -335,6 +376,13 @@ impl Session {
     /// Queue one packet for sending (publishers).
     pub fn send(&self, p: OutPacket) {
         let _ = self.cmd.send(Cmd::Send(p));
+    }
+
+    /// Queue one video packet of simulcast layer `rid` (see
+    /// [`Session::publish_simulcast`]); each layer has its own SSRC and
+    /// sequence numbers.
+    pub fn send_layer(&self, rid: &str, p: OutPacket) {
+        let _ = self.cmd.send(Cmd::SendLayer(rid.into(), p));
     }
 
     /// Wait for an event, up to `timeout`.
@@ -454,6 +502,7 @@ async fn drive(
             (u16::from_be_bytes(b) & 0x7fff) as u64
         })
         .collect();
+    let mut layer_seqs: Vec<(str0m::media::Rid, u64)> = Vec::new();
     loop {
         let timeout = loop {
             match rtc.poll_output() {
@@ -513,6 +562,25 @@ async fn drive(
                 }));
             }
             c = cmd_rx.recv() => match c {
+                Some(Cmd::SendLayer(rid, p)) => {
+                    let Some(i) = mids.iter().position(|(k, _)| *k == p.kind) else { continue };
+                    let mid = mids[i].1;
+                    let pt = rtc.media(mid).and_then(|m| m.remote_pts().first().copied());
+                    let Some(pt) = pt else { continue };
+                    let li = match layer_seqs.iter().position(|(r, _)| *r == rid) {
+                        Some(li) => li,
+                        None => {
+                            layer_seqs.push((rid, seqs[i] + 10_000 * layer_seqs.len() as u64));
+                            layer_seqs.len() - 1
+                        }
+                    };
+                    if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, Some(rid)) {
+                        let seq: SeqNo = layer_seqs[li].1.into();
+                        layer_seqs[li].1 += 1;
+                        tx.write_rtp(RtpWrite::new(pt, seq, p.ts, Instant::now(), p.payload)
+                            .marker(p.marker).nackable(true));
+                    }
+                }
                 Some(Cmd::Send(p)) => {
                     let Some(i) = mids.iter().position(|(k, _)| *k == p.kind) else { continue };
                     let mid = mids[i].1;

@@ -5,8 +5,11 @@
 
 pub mod gop;
 pub mod keyframe;
+pub mod layer;
 pub mod rewrite;
+pub mod vp8ids;
 
 pub use gop::GopCache;
 pub use keyframe::{KeyframeThrottle, KeyframeWaiter};
+pub use layer::{Admit, AutoLayer, LayerGate};
 pub use rewrite::{Rewrite, RewriteDecision};

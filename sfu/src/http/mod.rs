@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod ice_links;
+pub mod layer_ext;
 pub mod rate;
 pub mod response;
 pub mod sdpfrag;
@@ -222,17 +223,37 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                     if let Some(r) = sessions::over_limit(app) {
                         return r;
                     }
+                    let layer = layer_ext::query_layer(req.uri().query()).map(str::to_string);
                     let body = match read_body(req).await {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
                     match role {
                         Role::Publisher => sessions::whip_post(app, name, &body),
-                        Role::Viewer => sessions::whep_post(app, name, &body),
+                        Role::Viewer => sessions::whep_post(app, name, &body, layer.as_deref()),
                     }
                 }
                 _ => method_not_allowed("OPTIONS, GET, HEAD, POST"),
             }
+        }
+        (["whep", name, session, "layer"], m) => {
+            if matches!(*m, Method::POST | Method::DELETE)
+                && let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote)
+            {
+                return r;
+            }
+            if *m == Method::OPTIONS {
+                return preflight(false);
+            }
+            let body = if *m == Method::POST {
+                match read_body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                }
+            } else {
+                String::new()
+            };
+            layer_ext::handle(app, name, session, m, &body)
         }
         ([role @ ("whip" | "whep"), name, session], m) => {
             let role = if *role == "whip" {
@@ -342,7 +363,7 @@ pub fn stream_detail_json(app: &App, p: &crate::registry::Publication) -> serde_
         let mut snap = serde_json::to_value(s.stats.snapshot()).unwrap_or_default();
         match s.role {
             crate::registry::Role::Viewer => {
-                snap["layer"] = serde_json::Value::Null;
+                snap["layer"] = s.stats.layer().into();
                 viewers.push(snap);
             }
             crate::registry::Role::Publisher if s.peer == current => publisher = snap,
@@ -373,7 +394,34 @@ pub fn stream_json(p: &crate::registry::Publication) -> serde_json::Value {
                 "packets_in": p.packets_in.load(Ordering::Relaxed),
                 "viewers": p.viewers(),
                 "uptime_s": p.created.elapsed().as_secs(),
+                "layers": layers_json(p),
             })
         }
     }
+}
+
+/// The simulcast layers of a publication as JSON (lowest bitrate first):
+/// `[{"rid","encodingId","ssrc","bitrate_bps","width","height","active"}]`;
+/// empty without simulcast.
+pub fn layers_json(p: &crate::registry::Publication) -> serde_json::Value {
+    if !p.layers.is_simulcast() {
+        return serde_json::json!([]);
+    }
+    let v: Vec<serde_json::Value> = p
+        .layers
+        .snapshot(std::time::Instant::now())
+        .into_iter()
+        .map(|l| {
+            serde_json::json!({
+                "rid": l.rid,
+                "encodingId": l.rid,
+                "ssrc": l.ssrc,
+                "bitrate_bps": l.bitrate,
+                "width": l.width,
+                "height": l.height,
+                "active": l.active,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(v)
 }

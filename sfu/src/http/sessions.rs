@@ -61,7 +61,7 @@ impl App {
         self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.shards.len()
     }
 
-    fn build_rtc(&self, formats: &[&Chosen]) -> Result<(Rtc, IceCreds), Resp> {
+    fn build_rtc(&self, formats: &[&Chosen], bwe: bool) -> Result<(Rtc, IceCreds), Resp> {
         let creds = IceCreds::new();
         let ret = creds.clone();
         let mut cfg = RtcConfig::new()
@@ -70,6 +70,10 @@ impl App {
             .set_dtls_cert(self.cert.clone())
             .set_stats_interval(Some(crate::stats::STATS_INTERVAL))
             .clear_codecs();
+        if bwe {
+            // Send-side estimate (TWCC, RFC 8888 / GCC) drives simulcast layer choice.
+            cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::mbps(10)));
+        }
         for f in formats {
             f.add_to(&mut cfg);
         }
@@ -194,6 +198,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             packets_in: AtomicU64::new(0),
             bitrate_in: AtomicU64::new(0),
             created: Instant::now(),
+            layers: Default::default(),
         })
     };
     let publication = {
@@ -280,7 +285,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         }
     };
     let refs: Vec<&Chosen> = tracks.iter().collect();
-    let (mut rtc, creds) = match app.build_rtc(&refs) {
+    let (mut rtc, creds) = match app.build_rtc(&refs, false) {
         Ok(x) => x,
         Err(r) => {
             unpublish();
@@ -375,7 +380,9 @@ fn random_seq() -> u16 {
 }
 
 /// `POST /whep/{stream}`: accept a viewer. 409 + Retry-After without a publisher.
-pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
+///
+/// `layer`: `?layer=RID` (WHEP layer extension): pin that simulcast layer.
+pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Resp {
     let offer = match parse_offer(body) {
         Ok(o) => o,
         Err(r) => return r,
@@ -407,8 +414,14 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
             return error(codec_status(&e), e.to_string());
         }
     };
+    if let Some(l) = layer
+        && !super::layer_ext::valid_rid(l)
+    {
+        return error(StatusCode::BAD_REQUEST, "invalid layer RID");
+    }
+    let simulcast = publication.layers.is_simulcast();
     let refs: Vec<&Chosen> = chosen.iter().map(|(_, c)| c).collect();
-    let (mut rtc, creds) = match app.build_rtc(&refs) {
+    let (mut rtc, creds) = match app.build_rtc(&refs, simulcast) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -439,6 +452,9 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
             nackable: video,
             video,
             replay: Replay::Off,
+            gate: Default::default(),
+            auto: Default::default(),
+            vp8: (pub_tracks[*ti].codec == str0m::format::Codec::Vp8).then(Default::default),
         });
     }
     if tracks.iter().all(Option::is_none) {
@@ -456,6 +472,9 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         packets_out: 0,
         packets_out_video: 0,
         replay_next: None,
+        manual: layer.map(str0m::media::Rid::from),
+        bwe: None,
+        layer_next: Instant::now(),
     };
     let session = new_session_id();
     start_peer(
@@ -474,7 +493,11 @@ pub fn whep_post(app: &App, stream: &str, body: &str) -> Resp {
         body,
     );
     info!(stream, session = %session, "WHEP session created");
-    created(app, Role::Viewer, stream, &session, answer)
+    let mut r = created(app, Role::Viewer, stream, &session, answer);
+    if simulcast && let Ok(v) = HeaderValue::from_str(&super::layer_ext::link(stream, &session)) {
+        r.headers_mut().append(hyper::header::LINK, v);
+    }
+    r
 }
 
 /// Remove a publication and close all its viewers (on every worker).

@@ -69,6 +69,16 @@ pub enum ShardMsg {
         publisher: u64,
         /// Track index.
         track: usize,
+        /// Simulcast layer slot (ignored without simulcast).
+        layer: u8,
+    },
+    /// Pin a viewer to a simulcast layer (`Some(rid)`) or return it to
+    /// automatic choice (`None`): the WHEP layer extension.
+    SetLayer {
+        /// Viewer peer id.
+        peer: u64,
+        /// RID to pin.
+        rid: Option<str0m::media::Rid>,
     },
     /// ICE restart (RFC 9725 §4.3.2): accept the client's offer re-made with
     /// new ICE credentials; replies with the answer SDP (new server
@@ -151,6 +161,7 @@ enum Action {
     Keyframe {
         publisher: PeerRef,
         track: usize,
+        layer: u8,
     },
     GopRequest {
         publisher: PeerRef,
@@ -240,8 +251,23 @@ impl Worker {
                 self.fanout_local(&pkt, Instant::now());
                 self.run_actions();
             }
-            ShardMsg::KeyframeRequest { publisher, track } => {
-                self.keyframe_to_publisher(publisher, track, Instant::now());
+            ShardMsg::KeyframeRequest {
+                publisher,
+                track,
+                layer,
+            } => {
+                self.keyframe_to_publisher(publisher, track, layer, Instant::now());
+                self.run_actions();
+            }
+            ShardMsg::SetLayer { peer, rid } => {
+                let now = Instant::now();
+                if let Some(p) = self.peers.get_mut(&peer)
+                    && let PeerKind::Viewer(v) = &mut p.kind
+                {
+                    v.manual = rid;
+                    v.layer_next = now;
+                    evaluate_layers(p, now, &mut self.actions);
+                }
                 self.run_actions();
             }
             ShardMsg::IceRestart { peer, offer, reply } => {
@@ -474,10 +500,22 @@ impl Worker {
                             request_keyframe(
                                 &mut peer.rtc,
                                 tr.mid,
+                                None,
                                 tr.fir_only,
                                 &self.shared.metrics,
                             );
                             debug!(peer = id, track = i, "deferred keyframe request sent");
+                        }
+                        for l in tr.layers.iter_mut() {
+                            if l.throttle.poll(now) {
+                                request_keyframe(
+                                    &mut peer.rtc,
+                                    tr.mid,
+                                    Some(l.rid),
+                                    tr.fir_only,
+                                    &self.shared.metrics,
+                                );
+                            }
                         }
                     }
                     sample_bitrate(p, &peer.publication, now);
@@ -488,17 +526,18 @@ impl Worker {
                         replay_due = true;
                     }
                     if v.waiter.ask_if_due(now) {
-                        for (ti, _) in v
-                            .tracks
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, t)| t.as_ref().is_some_and(|t| t.video))
-                        {
-                            self.actions.push(Action::Keyframe {
-                                publisher: peer.publication.publisher(),
-                                track: ti,
-                            });
+                        for (ti, t) in v.tracks.iter().enumerate() {
+                            if let Some(t) = t.as_ref().filter(|t| t.video) {
+                                self.actions.push(Action::Keyframe {
+                                    publisher: peer.publication.publisher(),
+                                    track: ti,
+                                    layer: t.gate.target(),
+                                });
+                            }
                         }
+                    }
+                    if now >= v.layer_next {
+                        evaluate_layers(peer, now, &mut self.actions);
                     }
                 }
             }
@@ -540,14 +579,19 @@ impl Worker {
                     }
                     self.fanout_local(&pkt, now);
                 }
-                Action::Keyframe { publisher, track } => {
+                Action::Keyframe {
+                    publisher,
+                    track,
+                    layer,
+                } => {
                     if publisher.shard == self.idx {
-                        self.keyframe_to_publisher(publisher.id, track, Instant::now());
+                        self.keyframe_to_publisher(publisher.id, track, layer, Instant::now());
                     } else {
                         let _ = self.shared.shards[publisher.shard].try_send(
                             ShardMsg::KeyframeRequest {
                                 publisher: publisher.id,
                                 track,
+                                layer,
                             },
                         );
                     }
@@ -626,6 +670,25 @@ impl Worker {
         let Some(Some(t)) = v.tracks.get_mut(pkt.track) else {
             return false;
         };
+        if t.video {
+            match t.gate.on_packet(pkt.layer, pkt.keyframe) {
+                crate::forward::Admit::Forward => {}
+                crate::forward::Admit::Switched { from } => {
+                    if let Some(v8) = &mut t.vp8 {
+                        v8.on_switch();
+                    }
+                    if from.is_some() {
+                        self.shared.metrics.layer_switches.inc();
+                        debug!(peer = id, ?from, to = pkt.layer, "simulcast layer switched");
+                    }
+                    if peer.publication.layers.is_simulcast() {
+                        peer.stats
+                            .set_layer(&peer.publication.layers.rid(pkt.layer));
+                    }
+                }
+                crate::forward::Admit::Drop => return false,
+            }
+        }
         use crate::forward::RewriteDecision::*;
         match t
             .rewrite
@@ -655,16 +718,35 @@ impl Worker {
                     voice_activity: pkt.voice_activity,
                     ..Default::default()
                 };
+                let patch = t.vp8.as_mut().and_then(|v8| {
+                    let (pid, tl0) = crate::forward::vp8ids::read(&pkt.payload)?;
+                    match v8.map(pid, tl0) {
+                        (None, None) => None,
+                        (p, l) => {
+                            let d = str0m::rtp::Vp8Descriptor::parse(&pkt.payload).ok()?;
+                            let mut b = d.patch();
+                            if let Some(p) = p {
+                                b = b.picture_id(p);
+                            }
+                            if let Some(l) = l {
+                                b = b.tl0_pic_idx(l);
+                            }
+                            b.build().ok()
+                        }
+                    }
+                });
                 let mut api = peer.rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                     return false;
                 };
-                tx.write_rtp(
-                    RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
-                        .marker(pkt.marker)
-                        .nackable(nackable)
-                        .ext_vals(exts),
-                );
+                let mut w = RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
+                    .marker(pkt.marker)
+                    .nackable(nackable)
+                    .ext_vals(exts);
+                if let Some(p) = patch {
+                    w = w.vp8_patch(p);
+                }
+                tx.write_rtp(w);
                 v.packets_out += 1;
                 true
             }
@@ -679,6 +761,7 @@ impl Worker {
                     self.actions.push(Action::Keyframe {
                         publisher: peer.publication.publisher(),
                         track: pkt.track,
+                        layer: pkt.layer,
                     });
                 }
                 false
@@ -769,7 +852,7 @@ impl Worker {
         self.drive(id, now);
     }
 
-    fn keyframe_to_publisher(&mut self, publisher: u64, track: usize, now: Instant) {
+    fn keyframe_to_publisher(&mut self, publisher: u64, track: usize, layer: u8, now: Instant) {
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
@@ -779,11 +862,21 @@ impl Worker {
         let Some(tr) = p.tracks.get_mut(track) else {
             return;
         };
-        if tr.throttle.request(now) {
-            request_keyframe(&mut peer.rtc, tr.mid, tr.fir_only, &self.shared.metrics);
-            debug!(peer = publisher, track, "keyframe request sent");
+        let (throttle, rid) = match tr.layers.get_mut(layer as usize) {
+            Some(l) => (&mut l.throttle, Some(l.rid)),
+            None => (&mut tr.throttle, None),
+        };
+        if throttle.request(now) {
+            request_keyframe(
+                &mut peer.rtc,
+                tr.mid,
+                rid,
+                tr.fir_only,
+                &self.shared.metrics,
+            );
+            debug!(peer = publisher, track, layer, "keyframe request sent");
             self.drive(publisher, now);
-        } else if let Some(due) = tr.throttle.next_due()
+        } else if let Some(due) = throttle.next_due()
             && due < peer.next_timeout
         {
             peer.next_timeout = due;
@@ -905,6 +998,7 @@ impl Worker {
 fn request_keyframe(
     rtc: &mut str0m::Rtc,
     mid: str0m::media::Mid,
+    rid: Option<str0m::media::Rid>,
     fir_only: bool,
     m: &crate::metrics::Metrics,
 ) {
@@ -913,7 +1007,7 @@ fn request_keyframe(
     } else {
         (KeyframeRequestKind::Pli, "pli")
     };
-    if let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, None) {
+    if let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, rid) {
         rx.request_keyframe(kind);
         m.keyframe_requests.with_label_values(&[label]).inc();
     }
@@ -929,6 +1023,15 @@ fn sample_bitrate(
         let bytes = publication.bytes_in.load(Ordering::Relaxed);
         let bps = (bytes - p.last_bytes) * 8 * 1000 / dt.as_millis().max(1) as u64;
         publication.bitrate_in.store(bps, Ordering::Relaxed);
+        for tr in &mut p.tracks {
+            for (i, l) in tr.layers.iter_mut().enumerate() {
+                if let Some(slot) = publication.layers.slot(i as u8) {
+                    let bps = l.bytes * 8 * 1000 / dt.as_millis().max(1) as u64;
+                    slot.bitrate.store(bps, Ordering::Relaxed);
+                }
+                l.bytes = 0;
+            }
+        }
         p.last_bytes = bytes;
         p.last_sample = now;
     }
@@ -951,6 +1054,11 @@ fn peer_deadline(peer: &Peer) -> Option<Instant> {
                 if let Some(due) = t.throttle.next_due() {
                     min(due);
                 }
+                for l in &t.layers {
+                    if let Some(due) = l.throttle.next_due() {
+                        min(due);
+                    }
+                }
             }
             min(p.last_sample + Duration::from_secs(1));
         }
@@ -960,6 +1068,9 @@ fn peer_deadline(peer: &Peer) -> Option<Instant> {
             }
             if let Some(t) = v.replay_next {
                 min(t);
+            }
+            if peer.connected {
+                min(v.layer_next);
             }
         }
     }
@@ -1014,6 +1125,7 @@ fn on_event(
                             actions.push(Action::Keyframe {
                                 publisher: peer.publication.publisher(),
                                 track: ti,
+                                layer: t.gate.target(),
                             });
                         }
                         if gop_enabled {
@@ -1045,18 +1157,41 @@ fn on_event(
                 return;
             };
             let ssrc = p.header.ssrc;
-            let track = match ps.ssrc_cache.iter().find(|(s, _)| *s == ssrc) {
-                Some((_, t)) => *t,
+            let publication = &peer.publication;
+            let (track, layer) = match ps.ssrc_cache.iter().find(|(s, _, _)| *s == ssrc) {
+                Some((_, t, l)) => (*t, *l),
                 None => {
-                    let mid = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-                    let Some(t) = mid.and_then(|m| ps.tracks.iter().position(|t| t.mid == m))
-                    else {
+                    let rx = peer
+                        .rtc
+                        .direct_api()
+                        .stream_rx(&ssrc)
+                        .map(|s| (s.mid(), s.rid()));
+                    let Some((mid, rid)) = rx else {
                         return;
                     };
+                    let Some(t) = ps.tracks.iter().position(|t| t.mid == mid) else {
+                        return;
+                    };
+                    let tr = &mut ps.tracks[t];
+                    let layer = rid.filter(|_| tr.codec.is_video()).and_then(|r| {
+                        let slot = publication.layers.slot_of(&r, *ssrc)?;
+                        while tr.layers.len() <= slot as usize {
+                            tr.layers.push(peer::PubLayer {
+                                rid: r,
+                                throttle: crate::forward::KeyframeThrottle::new(
+                                    peer::KEYFRAME_MIN_INTERVAL,
+                                ),
+                                bytes: 0,
+                            });
+                        }
+                        tr.layers[slot as usize].rid = r;
+                        info!(peer = peer.id, rid = %r, ssrc = *ssrc, slot, "simulcast layer");
+                        Some(slot)
+                    });
                     if ps.ssrc_cache.len() < 16 {
-                        ps.ssrc_cache.push((ssrc, t));
+                        ps.ssrc_cache.push((ssrc, t, layer));
                     }
-                    t
+                    (t, layer)
                 }
             };
             let generation = peer.publication.generation.load(Ordering::Relaxed);
@@ -1065,10 +1200,24 @@ fn on_event(
             }
             let tr = &mut ps.tracks[track];
             let keyframe = starts_keyframe(tr.codec, &p.payload);
-            if keyframe && tr.codec.is_video() {
+            if let Some(l) = layer {
+                publication.layers.touch(l, p.timestamp);
+                if let Some(pl) = tr.layers.get_mut(l as usize) {
+                    pl.bytes += p.payload.len() as u64;
+                    if keyframe {
+                        pl.throttle.on_keyframe();
+                        if let (Some((w, h)), Some(slot)) = (
+                            crate::layers::keyframe_size(tr.codec, &p.payload),
+                            publication.layers.slot(l),
+                        ) {
+                            slot.width.store(w, Ordering::Relaxed);
+                            slot.height.store(h, Ordering::Relaxed);
+                        }
+                    }
+                }
+            } else if keyframe && tr.codec.is_video() {
                 tr.throttle.on_keyframe();
             }
-            let publication = &peer.publication;
             publication.packets_in.fetch_add(1, Ordering::Relaxed);
             m.packets_in.inc();
             m.bytes_in.inc_by(p.payload.len() as u64);
@@ -1082,6 +1231,7 @@ fn on_event(
             let pkt = Arc::new(MediaPacket {
                 publication: publication.id,
                 track,
+                layer: layer.unwrap_or(0),
                 source: (*ssrc as u64) | (generation << 32),
                 seq: *p.seq_no,
                 ts: p.header.timestamp,
@@ -1092,7 +1242,7 @@ fn on_event(
                 voice_activity: p.header.ext_vals.voice_activity,
                 payload: p.payload,
             });
-            if let Some(g) = &mut tr.gop {
+            if let Some(g) = tr.gop.as_mut().filter(|_| layer.is_none()) {
                 g.push(&pkt);
             }
             if viewers > 0 {
@@ -1108,15 +1258,29 @@ fn on_event(
                     .iter()
                     .position(|t| t.as_ref().is_some_and(|t| t.mid == r.mid))
                 {
+                    let layer = v.tracks[ti].as_ref().map_or(0, |t| t.gate.target());
                     actions.push(Action::Keyframe {
                         publisher: peer.publication.publisher(),
                         track: ti,
+                        layer,
                     });
                 }
             }
         }
         Event::Closed => {
             peer.closing = true;
+        }
+        Event::EgressBitrateEstimate(
+            str0m::bwe::BweKind::Twcc { estimate, .. } | str0m::bwe::BweKind::Remb { estimate, .. },
+        ) => {
+            if let PeerKind::Viewer(v) = &mut peer.kind {
+                debug!(
+                    peer = peer.id,
+                    estimate = estimate.as_u64(),
+                    "egress bitrate estimate"
+                );
+                v.bwe = Some(estimate.as_u64());
+            }
         }
         Event::MediaEgressStats(s) => {
             // A viewer's receiver reports about what we send it.
@@ -1169,5 +1333,74 @@ fn fold_stats(peer: &mut Peer, m: &Metrics, now: Instant, r: MidReport, labels: 
         m.loss_ratio
             .with_label_values(&[labels[1]])
             .observe(f64::from(l));
+    }
+}
+
+/// Re-choose the simulcast layer of each video track of viewer `peer`:
+/// the pinned RID when it is active, otherwise [`crate::forward::AutoLayer`]
+/// from the bandwidth estimate; ask for a keyframe of the target while a
+/// switch is pending (throttled per layer at the publisher).
+fn evaluate_layers(peer: &mut Peer, now: Instant, actions: &mut Vec<Action>) {
+    use crate::forward::layer::{LayerInfo, MAX_LAYERS};
+    let PeerKind::Viewer(v) = &mut peer.kind else {
+        return;
+    };
+    v.layer_next = now + peer::LAYER_TICK;
+    let table = &peer.publication.layers;
+    let mut buf = [LayerInfo {
+        index: 0,
+        bitrate: 0,
+        pixels: 0,
+    }; MAX_LAYERS];
+    let n = table.active(now, &mut buf);
+    let active = &buf[..n];
+    let pinned = v
+        .manual
+        .and_then(|r| table.find(&r))
+        .filter(|i| active.iter().any(|l| l.index == *i));
+    let mut top_bps = 0;
+    let mut cur_bps = 0;
+    for (ti, t) in v.tracks.iter_mut().enumerate() {
+        let Some(t) = t.as_mut().filter(|t| t.video) else {
+            continue;
+        };
+        let target = if n == 0 {
+            t.gate.target()
+        } else {
+            let auto = t.auto.choose(active, t.gate.current(), v.bwe, now);
+            pinned.or(auto).unwrap_or(0)
+        };
+        t.gate.set_target(target);
+        let cur = active
+            .iter()
+            .find(|l| Some(l.index) == t.gate.current())
+            .map_or(0, |l| l.bitrate);
+        for l in active {
+            top_bps = top_bps.max(l.bitrate);
+            // Pad towards the next layer up, so the estimate can reach it.
+            if l.bitrate > cur && (cur_bps <= cur || l.bitrate < cur_bps) {
+                cur_bps = l.bitrate;
+            }
+        }
+        cur_bps = if pinned.is_some() {
+            cur
+        } else {
+            cur_bps.max(cur)
+        };
+        if n > 1 && t.gate.switching() {
+            actions.push(Action::Keyframe {
+                publisher: peer.publication.publisher(),
+                track: ti,
+                layer: target,
+            });
+        }
+    }
+    if n > 1 && v.bwe.is_some() {
+        // Probe towards the top layer; sustain (with padding) the next layer
+        // up's rate so the estimate can show it fits (RFC 8698-style ramp-up).
+        peer.rtc.bwe().set_bitrate(
+            str0m::bwe::Bitrate::bps(cur_bps),
+            str0m::bwe::Bitrate::bps(top_bps.max(cur_bps) * 5 / 4),
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::codecs::Chosen;
 use crate::config::GopSettings;
-use crate::forward::{GopCache, KeyframeThrottle, KeyframeWaiter, Rewrite};
+use crate::forward::{AutoLayer, GopCache, KeyframeThrottle, KeyframeWaiter, LayerGate, Rewrite};
 use crate::media::MediaPacket;
 use crate::registry::Publication;
 use crate::stats::{SessionStats, StatsFolder};
@@ -30,8 +30,21 @@ pub struct PubTrack {
     pub throttle: KeyframeThrottle,
     /// FIR negotiated but not PLI (RFC 5104 §4.3.1).
     pub fir_only: bool,
-    /// GOP cache (video tracks, when enabled).
+    /// GOP cache (video tracks, when enabled; not fed with simulcast layers).
     pub gop: Option<GopCache>,
+    /// Simulcast layers seen, indexed by `Publication::layers` slot.
+    pub layers: Vec<PubLayer>,
+}
+
+/// One simulcast layer (RID) of a publisher track.
+#[derive(Debug)]
+pub struct PubLayer {
+    /// RID (RFC 8851).
+    pub rid: str0m::media::Rid,
+    /// Throttle for PLI/FIR towards this layer's SSRC.
+    pub throttle: KeyframeThrottle,
+    /// Payload bytes since the last bitrate sample.
+    pub bytes: u64,
 }
 
 /// Publisher-specific state.
@@ -39,8 +52,9 @@ pub struct PubTrack {
 pub struct PublisherState {
     /// Tracks in `Publication::tracks` order.
     pub tracks: Vec<PubTrack>,
-    /// SSRC → track index cache (str0m resolves SSRC → mid once).
-    pub ssrc_cache: Vec<(Ssrc, usize)>,
+    /// SSRC → (track index, simulcast layer slot) cache (str0m resolves
+    /// SSRC → mid/rid once).
+    pub ssrc_cache: Vec<(Ssrc, usize, Option<u8>)>,
     /// Bytes at the last bitrate sample.
     pub last_bytes: u64,
     /// Time of the last bitrate sample.
@@ -88,6 +102,12 @@ pub struct ViewerTrack {
     pub video: bool,
     /// GOP replay state.
     pub replay: Replay,
+    /// Simulcast: which layer is forwarded / wanted.
+    pub gate: LayerGate,
+    /// Simulcast: automatic layer choice.
+    pub auto: AutoLayer,
+    /// VP8 PictureID/TL0PICIDX continuity across layer switches (VP8 only).
+    pub vp8: Option<crate::forward::vp8ids::Vp8Ids>,
 }
 
 /// Viewer-specific state.
@@ -103,7 +123,16 @@ pub struct ViewerState {
     pub packets_out_video: u64,
     /// Next GOP-replay tick, while replaying.
     pub replay_next: Option<Instant>,
+    /// Layer pinned by the WHEP layer extension or `?layer=` (RID), if any.
+    pub manual: Option<str0m::media::Rid>,
+    /// Latest send-side bandwidth estimate towards this viewer, bit/s.
+    pub bwe: Option<u64>,
+    /// Next simulcast layer evaluation.
+    pub layer_next: Instant,
 }
+
+/// Spacing of simulcast layer evaluations per viewer.
+pub const LAYER_TICK: Duration = Duration::from_millis(500);
 
 /// Role-specific state.
 #[derive(Debug)]
@@ -240,6 +269,7 @@ pub fn publisher_tracks(
                 fir_only: !pli && fir,
                 gop: (gop.enabled && t.kind == str0m::media::MediaKind::Video)
                     .then(|| GopCache::new(gop.max_bytes, gop.max_age)),
+                layers: Vec::new(),
             }
         })
         .collect()
