@@ -84,6 +84,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A met requirement passes; an unmet one fails at MUST, warns below.
+    fn of(level: Level, ok: bool) -> Outcome {
+        if ok {
+            Outcome::Pass
+        } else if level == Level::Must {
+            Outcome::Fail
+        } else {
+            Outcome::Warn
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Pass => "pass",
@@ -171,6 +182,47 @@ enum Auth {
     Wrong,
 }
 
+/// What one row checks: id, requirement text, source (spec section) and
+/// level; the row's result and detail come from the check.
+#[derive(Debug, Clone)]
+struct Req<'a> {
+    id: String,
+    requirement: &'a str,
+    source: &'a str,
+    level: Level,
+}
+
+impl<'a> Req<'a> {
+    fn new(id: String, requirement: &'a str, source: &'a str, level: Level) -> Req<'a> {
+        Req {
+            id,
+            requirement,
+            source,
+            level,
+        }
+    }
+}
+
+/// Any 4xx meets the requirement; a 4xx other than `preferred` is noted as
+/// `(4xx accepted)` in the detail.
+fn any_4xx(status: u16, preferred: u16, detail: String) -> (bool, String) {
+    let ok = (400..500).contains(&status);
+    if ok && status != preferred {
+        (ok, detail + " (4xx accepted)")
+    } else {
+        (ok, detail)
+    }
+}
+
+/// 415 passes, another 4xx warns (`(4xx, not 415)`), anything else fails.
+fn want_415(status: u16, detail: String) -> (Outcome, String) {
+    match status {
+        415 => (Outcome::Pass, detail),
+        400..=499 => (Outcome::Warn, detail + " (4xx, not 415)"),
+        _ => (Outcome::Fail, detail),
+    }
+}
+
 /// A session created by a raw POST.
 struct RawSession {
     url: Url,
@@ -227,18 +279,57 @@ impl Ctx {
 
     /// Record `ok` as pass, else FAIL (MUST) or warn (SHOULD/MAY).
     fn check(&mut self, id: String, req: &str, src: &str, level: Level, ok: bool, detail: String) {
-        let o = if ok {
-            Outcome::Pass
-        } else if level == Level::Must {
-            Outcome::Fail
-        } else {
-            Outcome::Warn
-        };
-        self.record(id, req, src, level, o, detail);
+        self.record(id, req, src, level, Outcome::of(level, ok), detail);
     }
 
     fn skip(&mut self, id: String, req: &str, src: &str, level: Level, why: &str) {
         self.record(id, req, src, level, Outcome::Skip, why.to_string());
+    }
+
+    /// [`Ctx::record`] for `q`.
+    fn record_q(&mut self, q: Req, o: Outcome, detail: String) {
+        self.record(q.id, q.requirement, q.source, q.level, o, detail);
+    }
+
+    /// [`Ctx::check`] for `q`.
+    fn check_q(&mut self, q: Req, ok: bool, detail: String) {
+        self.check(q.id, q.requirement, q.source, q.level, ok, detail);
+    }
+
+    /// A request that got no answer: the requirement is not met.
+    fn failed(&mut self, q: Req, e: &anyhow::Error) {
+        self.check_q(q, false, format!("request failed: {e:#}"));
+    }
+
+    /// Record `q` from a request's result: `judge` gives (met, detail) for
+    /// a response; an error is [`Ctx::failed`].
+    fn judge<T>(
+        &mut self,
+        q: Req,
+        res: &anyhow::Result<T>,
+        judge: impl FnOnce(&T) -> (bool, String),
+    ) {
+        let level = q.level;
+        self.judge_outcome(q, res, |r| {
+            let (ok, d) = judge(r);
+            (Outcome::of(level, ok), d)
+        });
+    }
+
+    /// Like [`Ctx::judge`] with the outcome chosen by `judge`.
+    fn judge_outcome<T>(
+        &mut self,
+        q: Req,
+        res: &anyhow::Result<T>,
+        judge: impl FnOnce(&T) -> (Outcome, String),
+    ) {
+        match res {
+            Ok(r) => {
+                let (o, d) = judge(r);
+                self.record_q(q, o, d);
+            }
+            Err(e) => self.failed(q, e),
+        }
     }
 
     /// One raw request with the role's credentials.
@@ -265,6 +356,19 @@ impl Ctx {
             Ok(r) => r,
             Err(_) => anyhow::bail!("{method} {}: no response within 10 s", url.path),
         }
+    }
+
+    /// POST `body` as `content_type` to `url`.
+    async fn post(
+        &self,
+        role: Role,
+        url: &Url,
+        auth: Auth,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<HttpResponse> {
+        let h = [("content-type", content_type)];
+        self.send(role, "POST", url, auth, &h, Some(body)).await
     }
 
     fn opts(&self, role: Role) -> Options {
@@ -565,18 +669,7 @@ fn is_h264_keyframe(p: &[u8]) -> bool {
         5 => true,
         // FU-A: start bit and IDR inside.
         28 => p.get(1).is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
-        // STAP-A: any aggregated NAL is an IDR.
-        24 => {
-            let mut i = 1;
-            while i + 2 < p.len() {
-                let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
-                if p[i + 2] & 0x1f == 5 {
-                    return true;
-                }
-                i += 2 + n;
-            }
-            false
-        }
+        24 => crate::viewer::stap_a_has_idr(p),
         _ => false,
     }
 }
@@ -598,31 +691,21 @@ async fn options_checks(cx: &mut Ctx, role: Role) {
             "authorization, content-type",
         ),
     ];
-    let r = match cx
+    let res = cx
         .send(role, "OPTIONS", &url, Auth::Missing, &pre, None)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            cx.check(
-                format!("B3.{t}"),
-                "OPTIONS (CORS preflight) → 2xx",
-                &format!("{s} §4.2"),
-                Level::Must,
-                false,
-                format!("request failed: {e:#}"),
-            );
-            return;
-        }
-    };
-    cx.check(
+        .await;
+    let src = format!("{s} §4.2");
+    let q = Req::new(
         format!("B3.{t}"),
         "OPTIONS (CORS preflight) → 2xx",
-        &format!("{s} §4.2"),
+        &src,
         Level::Must,
-        (200..300).contains(&r.status),
-        format!("preflight OPTIONS → {}", brief(&r)),
     );
+    cx.judge(q, &res, |r| {
+        let ok = (200..300).contains(&r.status);
+        (ok, format!("preflight OPTIONS → {}", brief(r)))
+    });
+    let Ok(r) = res else { return };
     let ap = r.header("accept-post").unwrap_or("");
     cx.check(
         format!("B3.{t}.accept-post"),
@@ -687,66 +770,36 @@ async fn auth_checks(cx: &mut Ctx, role: Role) {
     }
     let url = cx.url(role).clone();
     let offer = make_offer(cx.args.bind_ip, role.offer_dir()).unwrap_or_default();
-    let ct = [("content-type", "application/sdp")];
-    match cx
-        .send(role, "POST", &url, Auth::Missing, &ct, Some(offer.clone()))
-        .await
-    {
-        Ok(r) => {
-            let www = r.header("www-authenticate");
-            cx.check(
-                format!("E1.{t}.none"),
-                req_none,
-                &src,
-                Level::Must,
-                r.status == 401 && www.is_some(),
-                format!(
-                    "POST offer without Authorization → {}, WWW-Authenticate: {}",
-                    brief(&r),
-                    www.unwrap_or("(none)")
-                ),
-            );
-            cleanup(cx, role, &url, &r).await;
-        }
-        Err(e) => cx.check(
-            format!("E1.{t}.none"),
-            req_none,
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
-    match cx
-        .send(role, "POST", &url, Auth::Wrong, &ct, Some(offer))
-        .await
-    {
-        Ok(r) => {
-            cx.check(
-                format!("E1.{t}.wrong"),
-                req_wrong,
-                &src,
-                Level::Must,
-                matches!(r.status, 401 | 403),
-                format!("POST offer with a wrong Bearer token → {}", brief(&r)),
-            );
-            cleanup(cx, role, &url, &r).await;
-        }
-        Err(e) => cx.check(
-            format!("E1.{t}.wrong"),
-            req_wrong,
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+    let res = cx
+        .post(role, &url, Auth::Missing, "application/sdp", offer.clone())
+        .await;
+    let q = Req::new(format!("E1.{t}.none"), req_none, &src, Level::Must);
+    cx.judge(q, &res, |r| {
+        let www = r.header("www-authenticate");
+        let d = format!(
+            "POST offer without Authorization → {}, WWW-Authenticate: {}",
+            brief(r),
+            www.unwrap_or("(none)")
+        );
+        (r.status == 401 && www.is_some(), d)
+    });
+    cleanup(cx, role, &url, &res).await;
+    let res = cx
+        .post(role, &url, Auth::Wrong, "application/sdp", offer)
+        .await;
+    let q = Req::new(format!("E1.{t}.wrong"), req_wrong, &src, Level::Must);
+    cx.judge(q, &res, |r| {
+        let d = format!("POST offer with a wrong Bearer token → {}", brief(r));
+        (matches!(r.status, 401 | 403), d)
+    });
+    cleanup(cx, role, &url, &res).await;
 }
 
 /// A check's POST that unexpectedly created a session: DELETE it so the
 /// stream stays free.
-async fn cleanup(cx: &Ctx, role: Role, url: &Url, r: &HttpResponse) {
-    if r.status == 201
+async fn cleanup(cx: &Ctx, role: Role, url: &Url, res: &anyhow::Result<HttpResponse>) {
+    if let Ok(r) = res
+        && r.status == 201
         && let Some(loc) = r.header("location")
         && let Ok(u) = url.join(loc)
     {
@@ -763,42 +816,12 @@ async fn bad_content_type(cx: &mut Ctx, role: Role) {
     let id = format!("A2.{t}");
     let req = "POST with Content-Type text/plain → 415";
     let src = format!("{s} §4.2");
-    match cx
-        .send(
-            role,
-            "POST",
-            &url,
-            Auth::Valid,
-            &[("content-type", "text/plain")],
-            Some(offer),
-        )
-        .await
-    {
-        Ok(r) => {
-            let d = format!("POST valid offer as text/plain → {}", brief(&r));
-            match r.status {
-                415 => cx.record(id, req, &src, Level::Must, Outcome::Pass, d),
-                400..=499 => cx.record(
-                    id,
-                    req,
-                    &src,
-                    Level::Must,
-                    Outcome::Warn,
-                    d + " (4xx, not 415)",
-                ),
-                _ => cx.record(id, req, &src, Level::Must, Outcome::Fail, d),
-            }
-            cleanup(cx, role, &url, &r).await;
-        }
-        Err(e) => cx.check(
-            id,
-            req,
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+    let res = cx.post(role, &url, Auth::Valid, "text/plain", offer).await;
+    cx.judge_outcome(Req::new(id, req, &src, Level::Must), &res, |r| {
+        let d = format!("POST valid offer as text/plain → {}", brief(r));
+        want_415(r.status, d)
+    });
+    cleanup(cx, role, &url, &res).await;
 }
 
 /// A3: a body that is not SDP → 400 (any 4xx passes; the detail says which).
@@ -809,46 +832,17 @@ async fn garbage_body(cx: &mut Ctx, role: Role) {
     let req = "POST non-SDP body → 400 (4xx)";
     let src = format!("{s} §4.2");
     let body = "this is not an SDP offer\r\n".to_string();
-    match cx
-        .send(
-            role,
-            "POST",
-            &url,
-            Auth::Valid,
-            &[("content-type", "application/sdp")],
-            Some(body),
-        )
-        .await
-    {
-        Ok(r) => {
-            let d = format!(
-                "POST application/sdp \"this is not an SDP offer\" → {}",
-                brief(&r)
-            );
-            let d = if (400..500).contains(&r.status) && r.status != 400 {
-                d + " (4xx accepted)"
-            } else {
-                d
-            };
-            cx.check(
-                id,
-                req,
-                &src,
-                Level::Must,
-                (400..500).contains(&r.status),
-                d,
-            );
-            cleanup(cx, role, &url, &r).await;
-        }
-        Err(e) => cx.check(
-            id,
-            req,
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+    let res = cx
+        .post(role, &url, Auth::Valid, "application/sdp", body)
+        .await;
+    cx.judge(Req::new(id, req, &src, Level::Must), &res, |r| {
+        let d = format!(
+            "POST application/sdp \"this is not an SDP offer\" → {}",
+            brief(r)
+        );
+        any_4xx(r.status, 400, d)
+    });
+    cleanup(cx, role, &url, &res).await;
 }
 
 /// A1 and the answer checks: POST a valid str0m offer → 201,
@@ -872,26 +866,13 @@ async fn raw_post(cx: &mut Ctx, role: Role) -> Option<RawSession> {
         }
     };
     let r = match cx
-        .send(
-            role,
-            "POST",
-            &url,
-            Auth::Valid,
-            &[("content-type", "application/sdp")],
-            Some(offer.clone()),
-        )
+        .post(role, &url, Auth::Valid, "application/sdp", offer.clone())
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            cx.check(
-                format!("A1.{t}"),
-                "valid offer → 201",
-                &src,
-                Level::Must,
-                false,
-                format!("request failed: {e:#}"),
-            );
+            let q = Req::new(format!("A1.{t}"), "valid offer → 201", &src, Level::Must);
+            cx.failed(q, &e);
             return None;
         }
     };
@@ -1289,49 +1270,21 @@ async fn trickle(cx: &mut Ctx, role: Role, s: &RawSession) -> bool {
     let id = format!("C3.{t}");
     let req = "trickle PATCH (sdpfrag) → 204";
     let src = format!("{sp} §4.3.2");
-    match cx
+    let res = cx
         .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body))
-        .await
-    {
-        Ok(r) => {
-            let d = format!(
-                "PATCH sdpfrag with 1 candidate + end-of-candidates → {}",
-                brief(&r)
-            );
-            match r.status {
-                204 => {
-                    cx.record(id, req, &src, Level::Must, Outcome::Pass, d);
-                    true
-                }
-                405 | 422 | 501 => {
-                    cx.record(
-                        id,
-                        req,
-                        &src,
-                        Level::Must,
-                        Outcome::Warn,
-                        d + " (trickle not supported)",
-                    );
-                    false
-                }
-                _ => {
-                    cx.record(id, req, &src, Level::Must, Outcome::Fail, d);
-                    true
-                }
-            }
+        .await;
+    cx.judge_outcome(Req::new(id, req, &src, Level::Must), &res, |r| {
+        let d = format!(
+            "PATCH sdpfrag with 1 candidate + end-of-candidates → {}",
+            brief(r)
+        );
+        match r.status {
+            204 => (Outcome::Pass, d),
+            405 | 422 | 501 => (Outcome::Warn, d + " (trickle not supported)"),
+            _ => (Outcome::Fail, d),
         }
-        Err(e) => {
-            cx.check(
-                id,
-                req,
-                &src,
-                Level::Must,
-                false,
-                format!("request failed: {e:#}"),
-            );
-            false
-        }
-    }
+    });
+    res.is_ok_and(|r| !matches!(r.status, 405 | 422 | 501))
 }
 
 /// C1: PATCH with `Content-Type: application/json` → 415 (RFC 9725 §4.3.1).
@@ -1345,34 +1298,13 @@ async fn patch_content_type(cx: &mut Ctx, role: Role, s: &RawSession) {
     if let Some(e) = &s.etag {
         h.push(("if-match", e.as_str()));
     }
-    match cx
+    let res = cx
         .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body.into()))
-        .await
-    {
-        Ok(r) => {
-            let d = format!("PATCH application/json candidate → {}", brief(&r));
-            match r.status {
-                415 => cx.record(id, req, &src, Level::Must, Outcome::Pass, d),
-                400..=499 => cx.record(
-                    id,
-                    req,
-                    &src,
-                    Level::Must,
-                    Outcome::Warn,
-                    d + " (4xx, not 415)",
-                ),
-                _ => cx.record(id, req, &src, Level::Must, Outcome::Fail, d),
-            }
-        }
-        Err(e) => cx.check(
-            id,
-            req,
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+        .await;
+    cx.judge_outcome(Req::new(id, req, &src, Level::Must), &res, |r| {
+        let d = format!("PATCH application/json candidate → {}", brief(r));
+        want_415(r.status, d)
+    });
 }
 
 /// C6: PATCH with an `If-Match` that is not the session's entity tag → 412
@@ -1392,27 +1324,13 @@ async fn wrong_if_match(cx: &mut Ctx, role: Role, s: &RawSession) {
     let id = format!("C6.{t}");
     let req = "PATCH wrong If-Match → 412";
     let src = format!("{sp} §4.3.1");
-    match cx
+    let res = cx
         .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body))
-        .await
-    {
-        Ok(r) => cx.check(
-            id,
-            req,
-            &src,
-            Level::Must,
-            r.status == 412,
-            format!("PATCH If-Match: \"not-the-etag-0000\" → {}", brief(&r)),
-        ),
-        Err(e) => cx.check(
-            id,
-            req,
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+        .await;
+    cx.judge(Req::new(id, req, &src, Level::Must), &res, |r| {
+        let d = format!("PATCH If-Match: \"not-the-etag-0000\" → {}", brief(r));
+        (r.status == 412, d)
+    });
 }
 
 /// C9: ICE restart PATCH (new ice-ufrag/ice-pwd, `If-Match: *`) → 200,
@@ -1436,20 +1354,14 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
     let id = format!("C9.{t}");
     let req = "ICE restart PATCH → 200 + new credentials";
     let src = format!("{sp} §4.3.3");
+    let q = Req::new(id, req, &src, Level::Must);
     let r = match cx
         .send(role, "PATCH", &s.url, Auth::Valid, &h, Some(body))
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            cx.check(
-                id,
-                req,
-                &src,
-                Level::Must,
-                false,
-                format!("request failed: {e:#}"),
-            );
+            cx.failed(q, &e);
             return None;
         }
     };
@@ -1497,29 +1409,17 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
             } else {
                 format!("200 but {}", bad.join("; "))
             };
-            cx.check(id, req, &src, Level::Must, bad.is_empty(), d);
+            cx.check_q(q, bad.is_empty(), d);
             None
         }
         405 | 422 | 501 => {
-            cx.record(
-                id,
-                req,
-                &src,
-                Level::Must,
-                Outcome::Warn,
-                format!("{}: server does not support ICE restart", brief(&r)),
-            );
+            let d = format!("{}: server does not support ICE restart", brief(&r));
+            cx.record_q(q, Outcome::Warn, d);
             Some(r.status)
         }
         _ => {
-            cx.check(
-                id,
-                req,
-                &src,
-                Level::Must,
-                false,
-                format!("PATCH new ufrag/pwd, If-Match * → {}", brief(&r)),
-            );
+            let d = format!("PATCH new ufrag/pwd, If-Match * → {}", brief(&r));
+            cx.check_q(q, false, d);
             None
         }
     }
@@ -1530,58 +1430,26 @@ async fn ice_restart(cx: &mut Ctx, role: Role, s: &RawSession) -> Option<u16> {
 async fn delete_twice(cx: &mut Ctx, role: Role, s: &RawSession) {
     let (t, sp) = (role.tag(), role.spec());
     let src = format!("{sp} §4.2");
-    match cx
+    let res = cx
         .send(role, "DELETE", &s.url, Auth::Valid, &[], None)
-        .await
-    {
-        Ok(r) => cx.check(
-            format!("D1.{t}"),
-            "DELETE session → 200",
-            &src,
-            Level::Must,
-            r.status == 200,
-            format!("DELETE {} → {}", s.url.path, brief(&r)),
-        ),
-        Err(e) => cx.check(
-            format!("D1.{t}"),
-            "DELETE session → 200",
-            &src,
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
-    let id = format!("D5.{t}");
-    let req = "second DELETE → 404 (4xx)";
-    match cx
+        .await;
+    let q = Req::new(format!("D1.{t}"), "DELETE session → 200", &src, Level::Must);
+    cx.judge(q, &res, |r| {
+        let d = format!("DELETE {} → {}", s.url.path, brief(r));
+        (r.status == 200, d)
+    });
+    let res = cx
         .send(role, "DELETE", &s.url, Auth::Valid, &[], None)
-        .await
-    {
-        Ok(r) => {
-            let d = format!("DELETE again → {}", brief(&r));
-            let d = if r.status != 404 && (400..500).contains(&r.status) {
-                d + " (4xx accepted)"
-            } else {
-                d
-            };
-            cx.check(
-                id,
-                req,
-                "RFC 9110 §9.3.5",
-                Level::Should,
-                (400..500).contains(&r.status),
-                d,
-            );
-        }
-        Err(e) => cx.check(
-            id,
-            req,
-            "RFC 9110 §9.3.5",
-            Level::Should,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+        .await;
+    let q = Req::new(
+        format!("D5.{t}"),
+        "second DELETE → 404 (4xx)",
+        "RFC 9110 §9.3.5",
+        Level::Should,
+    );
+    cx.judge(q, &res, |r| {
+        any_4xx(r.status, 404, format!("DELETE again → {}", brief(r)))
+    });
 }
 
 /// B6: DELETE on a session URL that was never issued → 404 (RFC 9110
@@ -1592,34 +1460,16 @@ async fn unknown_session(cx: &mut Ctx, role: Role, s: &RawSession) {
     let path = u.path.split('?').next().unwrap_or("").to_string();
     let base = path.rsplit_once('/').map_or("", |(b, _)| b);
     u.path = format!("{base}/{}", random_hex(32));
-    let id = format!("B6.{t}");
-    let req = "unknown session URL → 404";
-    match cx.send(role, "DELETE", &u, Auth::Valid, &[], None).await {
-        Ok(r) => {
-            let d = format!("DELETE {} → {}", u.path, brief(&r));
-            let d = if r.status != 404 && (400..500).contains(&r.status) {
-                d + " (4xx accepted)"
-            } else {
-                d
-            };
-            cx.check(
-                id,
-                req,
-                "RFC 9110 §15.5.5",
-                Level::Should,
-                (400..500).contains(&r.status),
-                d,
-            );
-        }
-        Err(e) => cx.check(
-            id,
-            req,
-            "RFC 9110 §15.5.5",
-            Level::Should,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+    let res = cx.send(role, "DELETE", &u, Auth::Valid, &[], None).await;
+    let q = Req::new(
+        format!("B6.{t}"),
+        "unknown session URL → 404",
+        "RFC 9110 §15.5.5",
+        Level::Should,
+    );
+    cx.judge(q, &res, |r| {
+        any_4xx(r.status, 404, format!("DELETE {} → {}", u.path, brief(r)))
+    });
 }
 
 /// Our own publisher: session plus the real-time clip loop.
@@ -1784,24 +1634,14 @@ async fn view_media(cx: &mut Ctx, p: &Publisher) {
             "none (server may serve a GOP cache)".into()
         },
     );
-    match v.close().await {
-        Ok(st) => cx.check(
-            "D1.whep.viewer".into(),
-            "DELETE connected viewer → 200",
-            "WHEP Termination",
-            Level::Must,
-            st == 200,
-            format!("DELETE → {st}"),
-        ),
-        Err(e) => cx.check(
-            "D1.whep.viewer".into(),
-            "DELETE connected viewer → 200",
-            "WHEP Termination",
-            Level::Must,
-            false,
-            format!("request failed: {e:#}"),
-        ),
-    }
+    let q = Req::new(
+        "D1.whep.viewer".into(),
+        "DELETE connected viewer → 200",
+        "WHEP Termination",
+        Level::Must,
+    );
+    let res = v.close().await;
+    cx.judge(q, &res, |&st| (st == 200, format!("DELETE → {st}")));
 }
 
 /// A second WHIP POST on the live stream name: implementation-defined (409
@@ -1809,71 +1649,35 @@ async fn view_media(cx: &mut Ctx, p: &Publisher) {
 async fn second_publisher(cx: &mut Ctx) {
     let url = cx.whip.clone();
     let offer = make_offer(cx.args.bind_ip, Direction::SendOnly).unwrap_or_default();
-    let req = "second publisher on a live stream (info)";
-    match cx
-        .send(
-            Role::Whip,
-            "POST",
-            &url,
-            Auth::Valid,
-            &[("content-type", "application/sdp")],
-            Some(offer),
-        )
-        .await
-    {
-        Ok(r) => {
-            cx.record(
-                "I1.whip".into(),
-                req,
-                "implementation-defined",
-                Level::May,
-                Outcome::Pass,
-                format!("second POST → {}", brief(&r)),
-            );
-            cleanup(cx, Role::Whip, &url, &r).await;
-        }
-        Err(e) => cx.record(
-            "I1.whip".into(),
-            req,
-            "implementation-defined",
-            Level::May,
-            Outcome::Warn,
-            format!("request failed: {e:#}"),
-        ),
-    }
+    let res = cx
+        .post(Role::Whip, &url, Auth::Valid, "application/sdp", offer)
+        .await;
+    let q = Req::new(
+        "I1.whip".into(),
+        "second publisher on a live stream (info)",
+        "implementation-defined",
+        Level::May,
+    );
+    // Any answer passes; no answer is a warning (level MAY).
+    cx.judge(q, &res, |r| (true, format!("second POST → {}", brief(r))));
+    cleanup(cx, Role::Whip, &url, &res).await;
 }
 
 /// Stop the publisher; D1.whip.live: DELETE of a connected publisher → 200.
 async fn stop_publisher(cx: &mut Ctx, p: Publisher) {
     p.stop.store(true, Ordering::Relaxed);
-    let req = "DELETE connected publisher → 200";
+    let q = Req::new(
+        "D1.whip.live".into(),
+        "DELETE connected publisher → 200",
+        "RFC 9725 §4.2",
+        Level::Must,
+    );
     match p.task.await {
-        Ok(s) => match s.close().await {
-            Ok(st) => cx.check(
-                "D1.whip.live".into(),
-                req,
-                "RFC 9725 §4.2",
-                Level::Must,
-                st == 200,
-                format!("DELETE → {st}"),
-            ),
-            Err(e) => cx.check(
-                "D1.whip.live".into(),
-                req,
-                "RFC 9725 §4.2",
-                Level::Must,
-                false,
-                format!("request failed: {e:#}"),
-            ),
-        },
-        Err(e) => cx.check(
-            "D1.whip.live".into(),
-            req,
-            "RFC 9725 §4.2",
-            Level::Must,
-            false,
-            format!("publisher task failed: {e}"),
-        ),
+        Ok(s) => {
+            let res = s.close().await;
+            cx.judge(q, &res, |&st| (st == 200, format!("DELETE → {st}")));
+        }
+        Err(e) => cx.check_q(q, false, format!("publisher task failed: {e}")),
     }
 }
 

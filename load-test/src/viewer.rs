@@ -143,19 +143,23 @@ fn first_nal(p: &[u8]) -> (u8, bool) {
 
 fn has_idr(p: &[u8]) -> bool {
     match p.first().map(|b| b & 0x1f) {
-        Some(24) => {
-            let mut i = 1;
-            while i + 2 < p.len() {
-                let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
-                if p[i + 2] & 0x1f == 5 {
-                    return true;
-                }
-                i += 2 + n;
-            }
-            false
-        }
+        Some(24) => stap_a_has_idr(p),
         _ => first_nal(p).0 == 5,
     }
+}
+
+/// Whether a STAP-A payload (RFC 6184 §5.7.1; `p[0]` is the STAP-A header)
+/// aggregates an IDR slice (NAL type 5). Truncated input ends the scan.
+pub(crate) fn stap_a_has_idr(p: &[u8]) -> bool {
+    let mut i = 1;
+    while i + 2 < p.len() {
+        let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+        if p[i + 2] & 0x1f == 5 {
+            return true;
+        }
+        i += 2 + n;
+    }
+    false
 }
 
 impl Track {
