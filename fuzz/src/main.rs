@@ -38,7 +38,7 @@ fn main() {
                 let pool = &pools[t];
                 let input = if pool.is_empty() || rng.below(8) == 0 {
                     let n = rng.below(512);
-                    (0..n).map(|_| rng.next() as u8).collect()
+                    (0..n).map(|_| rng.next_u64() as u8).collect()
                 } else {
                     let mut d = pool[rng.below(pool.len())].clone();
                     let other = pool[rng.below(pool.len())].clone();

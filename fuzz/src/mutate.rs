@@ -11,7 +11,7 @@ impl Rng {
     }
 
     /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -22,7 +22,7 @@ impl Rng {
 
     /// Uniform in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -78,7 +78,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
             }
             1 => {
                 let i = rng.below(len + 1);
-                data.insert(i, rng.next() as u8);
+                data.insert(i, rng.next_u64() as u8);
             }
             2 if len > 0 => {
                 let i = rng.below(len);
@@ -129,7 +129,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
             }
             _ => {
                 let i = rng.below(len + 1);
-                let digits = (rng.next() % 1_000_000_007).to_string();
+                let digits = (rng.next_u64() % 1_000_000_007).to_string();
                 data.splice(i..i, digits.into_bytes());
             }
         }
