@@ -172,3 +172,106 @@ a=group:BUNDLE 0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
 a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
 a=setup:actpass\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\n\
 a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n";
+
+/// Hostile offers and a stalled (slowloris) HTTP client while a viewer keeps
+/// receiving every packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_offers_and_stalled_client_while_stream_flows() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let clip = clip(3);
+    let base = start_server(2).await;
+    let mut publisher = Session::publish(&format!("{base}/whip/live"), Options::default())
+        .await
+        .unwrap();
+    publisher
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/live"), Options::default())
+        .await
+        .unwrap();
+    viewer
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let b = base.clone();
+    let checks = async move {
+        // Slowloris: half a request head, then silence.
+        let addr = b.trim_start_matches("http://").to_string();
+        let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(b"POST /whip/slow HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let sdp = |s: String| Some(s);
+        let ct = Some("application/sdp");
+        let m = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:X\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 H264/90000\r\n";
+        let hundred: String = (0..100)
+            .map(|i| m.replace("mid:X", &format!("mid:{i}")))
+            .collect();
+        let base_offer = VALID_VIEWER_OFFER.replace("a=recvonly", "a=sendonly");
+        let cases = [
+            (
+                "100 m-lines",
+                VALID_VIEWER_OFFER.replace("a=group:BUNDLE 0\r\n", "") + &hundred,
+            ),
+            (
+                "huge attribute",
+                format!("{base_offer}a=x-huge:{}\r\n", "A".repeat(100_000)),
+            ),
+            (
+                "invalid fingerprint",
+                base_offer.replace("sha-256 00:11", "sha-256 ZZ:Q"),
+            ),
+            (
+                "ICE-lite offer",
+                base_offer.replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n"),
+            ),
+        ];
+        for (name, body) in cases {
+            let r = req(&b, "POST", "/whip/hostile", ct, sdp(body)).await;
+            eprintln!("{name}: {}", r.status);
+            if name == "huge attribute" || name == "ICE-lite offer" {
+                // An unknown attribute within the body limit is ignored; a
+                // lite peer is answered (a session, later reaped or DELETEd).
+                assert_eq!(r.status, 201, "{name}: {}", r.body);
+                let loc = r.header("location").unwrap().to_string();
+                assert_eq!(req(&b, "DELETE", &loc, None, None).await.status, 200);
+                continue;
+            }
+            assert!(
+                (400..500).contains(&r.status),
+                "{name}: {} {}",
+                r.status,
+                r.body
+            );
+        }
+        // Others are served while the slow client stalls ...
+        let r = req(&b, "OPTIONS", "/whip/live", None, None).await;
+        assert!(r.status == 204 || r.status == 200);
+        // ... and the server drops it after its header timeout.
+        let mut buf = [0u8; 256];
+        let t0 = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(15), slow.read(&mut buf))
+            .await
+            .expect("stalled client not timed out within 15 s");
+        eprintln!(
+            "slowloris closed after {:.1} s: {n:?}",
+            t0.elapsed().as_secs_f64()
+        );
+        let r = req(&b, "OPTIONS", "/whip/live", None, None).await;
+        assert!(r.status == 204 || r.status == 200);
+    };
+    let sender = publish_clip(&publisher, clip);
+    tokio::join!(sender, checks);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut rx = Vec::new();
+    drain(&mut viewer, &mut rx);
+    let video = rx.iter().filter(|r| r.kind == MediaKind::Video).count();
+    assert_eq!(
+        video,
+        clip.video_payloads().len(),
+        "live viewer lost packets"
+    );
+    assert_eq!(viewer.close().await.unwrap(), 200);
+    assert_eq!(publisher.close().await.unwrap(), 200);
+}

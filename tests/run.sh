@@ -31,6 +31,9 @@ cargo build --workspace --release
 echo "== unit and end-to-end tests"
 cargo test --workspace --release
 
+echo "== fuzz smoke (10 s over every parser; see README Test)"
+cargo run --release -q -p fuzz -- --seconds 10
+
 if [ -f tests/interop/run.sh ]; then
   echo "== interop tests (Chromium, GStreamer webrtcbin, aiortc)"
   SFU_BIN="$PWD/target/release/sfu" bash tests/interop/run.sh

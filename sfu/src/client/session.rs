@@ -69,6 +69,11 @@ pub struct Signalling {
     /// How many `307`/`308` redirects a POST follows (RFC 9725 §4.5); the
     /// offer and `Authorization` are sent again to the new URL.
     pub max_redirects: usize,
+    /// Rewrites the offer SDP text before it is POSTed, to reproduce another
+    /// client's offer style (e.g. drop `a=candidate` lines like OBS, or say
+    /// `a=setup:passive` like FFmpeg). The local str0m agent keeps its own
+    /// view; the rewrite must stay consistent with the answer it will accept.
+    pub offer_rewrite: Option<fn(&str) -> String>,
 }
 
 impl Default for Signalling {
@@ -76,6 +81,7 @@ impl Default for Signalling {
         Signalling {
             headers: Vec::new(),
             max_redirects: 5,
+            offer_rewrite: None,
         }
     }
 }
@@ -322,7 +328,10 @@ impl Session {
         for (k, v) in &sig.headers {
             headers.push((k.as_str(), v.as_str()));
         }
-        let offer_sdp = offer.to_sdp_string();
+        let mut offer_sdp = offer.to_sdp_string();
+        if let Some(f) = sig.offer_rewrite {
+            offer_sdp = f(&offer_sdp);
+        }
         let mut redirects = 0;
         let resp = loop {
             let resp = request("POST", &url, &headers, Some(offer_sdp.clone())).await?;

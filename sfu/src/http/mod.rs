@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH};
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use response::{Resp, cors, empty, error, json};
 pub use sessions::App;
 use std::net::SocketAddr;
@@ -27,6 +27,14 @@ use tracing::{debug, info};
 
 /// Largest accepted request body (SDP offers are a few kB).
 pub const MAX_BODY: usize = 128 * 1024;
+
+/// A client must deliver its request head (HTTP/1.1 headers) within this time,
+/// or the connection is closed (slowloris defence).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A client must deliver its whole request body within this time after the
+/// head, or it gets `408 Request Timeout` (RFC 9110 §15.5.9).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serve HTTP on `listener` forever: plain HTTP/1.1 + h2c, or HTTPS
 /// (HTTP/1.1 and HTTP/2 by ALPN) when `tls` is given.
@@ -58,7 +66,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
                     Ok::<_, std::convert::Infallible>(cors(resp))
                 }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
             let result = match acceptor {
                 None => builder.serve_connection(TokioIo::new(stream), svc).await,
                 Some(acceptor) => {
@@ -97,9 +109,15 @@ fn is_sdp(req: &Request<Incoming>, want: &str) -> bool {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<String, Resp> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = tokio::time::timeout(BODY_TIMEOUT, collect)
         .await
+        .map_err(|_| {
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {BODY_TIMEOUT:?}"),
+            )
+        })?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
