@@ -25,20 +25,7 @@ async fn req(
 async fn bad_requests_get_clear_statuses_while_stream_flows() {
     let clip = clip(3);
     let base = start_server(2).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/live"), Options::default())
-        .await
-        .unwrap();
-    publisher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/live"), Options::default())
-        .await
-        .unwrap();
-    viewer
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (publisher, mut viewer) = e2e::live_pair(&base, "live").await;
 
     let b = base.clone();
     let checks = async move {
@@ -180,20 +167,7 @@ async fn hostile_offers_and_stalled_client_while_stream_flows() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let clip = clip(3);
     let base = start_server(2).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/live"), Options::default())
-        .await
-        .unwrap();
-    publisher
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/live"), Options::default())
-        .await
-        .unwrap();
-    viewer
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (publisher, mut viewer) = e2e::live_pair(&base, "live").await;
     let b = base.clone();
     let checks = async move {
         // Slowloris: half a request head, then silence.

@@ -68,12 +68,7 @@ async fn new_publisher_is_spliced_into_live_viewers() {
     let clip = clip(3);
     let base = start_server_with(config(Duration::from_secs(30))).await;
     let url = format!("{base}/whip/cam");
-    let mut a = Session::publish(&url, Options::default()).await.unwrap();
-    a.wait_connected(CONNECT).await.unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
-        .await
-        .unwrap();
-    viewer.wait_connected(CONNECT).await.unwrap();
+    let (a, mut viewer) = e2e::live_pair(&base, "cam").await;
     publish_clip(&a, clip).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(a.close().await.unwrap(), 200);
@@ -130,12 +125,7 @@ async fn viewers_end_after_the_grace_period() {
 async fn incompatible_publisher_ends_old_viewers() {
     let base = start_server_with(config(Duration::from_secs(30))).await;
     let url = format!("{base}/whip/cam");
-    let mut a = Session::publish(&url, Options::default()).await.unwrap();
-    a.wait_connected(CONNECT).await.unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
-        .await
-        .unwrap();
-    viewer.wait_connected(CONNECT).await.unwrap();
+    let (a, mut viewer) = e2e::live_pair(&base, "cam").await;
     assert_eq!(a.close().await.unwrap(), 200);
     let vp8 = Options {
         tracks: vec![Track::Opus, Track::Vp8],
@@ -183,12 +173,7 @@ async fn replace_policy_hands_the_stream_to_a_new_publisher() {
     assert!(e.to_string().contains("409"), "{e}");
 
     let url = format!("{base}/whip/cam");
-    let mut a = Session::publish(&url, Options::default()).await.unwrap();
-    a.wait_connected(CONNECT).await.unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/cam"), Options::default())
-        .await
-        .unwrap();
-    viewer.wait_connected(CONNECT).await.unwrap();
+    let (mut a, mut viewer) = e2e::live_pair(&base, "cam").await;
     publish_clip(&a, clip).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 

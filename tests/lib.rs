@@ -1,7 +1,7 @@
 //! End-to-end test helpers: an in-process server on loopback, real media made
 //! by ffmpeg (x264 + libopus) at test time, and a paced publisher.
 
-use sfu::client::{ClientEvent, OutPacket, Received, Session, h264, ogg};
+use sfu::client::{ClientEvent, Options, OutPacket, Received, Session, h264, ogg};
 use sfu::config::Config;
 use sfu::server::Server;
 use std::path::PathBuf;
@@ -219,4 +219,25 @@ pub fn drain(s: &mut Session, into: &mut Vec<Received>) {
             into.push(r);
         }
     }
+}
+
+/// A connected WHIP publisher on `{base}/whip/{stream}` and a connected WHEP
+/// viewer of it (default options, 10 s to connect each).
+pub async fn live_pair(base: &str, stream: &str) -> (Session, Session) {
+    let connect = std::time::Duration::from_secs(10);
+    let mut publisher = Session::publish(&format!("{base}/whip/{stream}"), Options::default())
+        .await
+        .expect("publisher POST");
+    publisher
+        .wait_connected(connect)
+        .await
+        .expect("publisher connects");
+    let mut viewer = Session::play(&format!("{base}/whep/{stream}"), Options::default())
+        .await
+        .expect("viewer POST");
+    viewer
+        .wait_connected(connect)
+        .await
+        .expect("viewer connects");
+    (publisher, viewer)
 }

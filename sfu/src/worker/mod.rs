@@ -1090,6 +1090,20 @@ fn expired(peer: &Peer, now: Instant) -> Option<&'static str> {
     None
 }
 
+/// The cumulative counters str0m's `MediaEgressStats` and
+/// `MediaIngressStats` share, as [`MidCounters`].
+macro_rules! mid_counters {
+    ($s:expr) => {
+        MidCounters {
+            bytes: $s.bytes,
+            packets: $s.packets,
+            nacks: $s.nacks,
+            plis: $s.plis,
+            firs: $s.firs,
+        }
+    };
+}
+
 fn on_event(
     peer: &mut Peer,
     e: Event,
@@ -1284,13 +1298,7 @@ fn on_event(
         }
         Event::MediaEgressStats(s) => {
             // A viewer's receiver reports about what we send it.
-            let c = MidCounters {
-                bytes: s.bytes,
-                packets: s.packets,
-                nacks: s.nacks,
-                plis: s.plis,
-                firs: s.firs,
-            };
+            let c = mid_counters!(s);
             fold_stats(
                 peer,
                 m,
@@ -1301,13 +1309,7 @@ fn on_event(
         }
         Event::MediaIngressStats(s) => {
             // What we receive from a publisher.
-            let c = MidCounters {
-                bytes: s.bytes,
-                packets: s.packets,
-                nacks: s.nacks,
-                plis: s.plis,
-                firs: s.firs,
-            };
+            let c = mid_counters!(s);
             fold_stats(
                 peer,
                 m,
