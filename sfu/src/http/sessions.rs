@@ -531,6 +531,16 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     app.shared.registry.sessions.remove(session);
+    if role == Role::Publisher
+        && let Some(p) = app.shared.registry.streams.get(stream)
+        && p.publisher() == entry.peer
+    {
+        // The name is free from the 200 on: a client that DELETEs and
+        // re-POSTs at once (an OBS restart) must not race the worker's close
+        // into a 409. The worker still starts the grace period for viewers.
+        p.live.store(false, Ordering::Release);
+        p.connected.store(false, Ordering::Relaxed);
+    }
     app.shared.send_control(
         entry.peer.shard,
         ShardMsg::Close {
