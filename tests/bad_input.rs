@@ -25,7 +25,7 @@ async fn req(
 async fn bad_requests_get_clear_statuses_while_stream_flows() {
     let clip = clip(3);
     let base = start_server(2).await;
-    let (publisher, mut viewer) = e2e::live_pair(&base, "live").await;
+    let (publisher, viewer) = e2e::live_pair(&base, "live").await;
 
     let b = base.clone();
     let checks = async move {
@@ -139,19 +139,14 @@ async fn bad_requests_get_clear_statuses_while_stream_flows() {
                 .is_some_and(|h| h.contains("Location"))
         );
     };
-    let sender = publish_clip(&publisher, clip);
-    tokio::join!(sender, checks);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let mut rx = Vec::new();
-    drain(&mut viewer, &mut rx);
-    let video = rx.iter().filter(|r| r.kind == MediaKind::Video).count();
-    assert_eq!(
-        video,
-        clip.video_payloads().len(),
-        "the live viewer lost packets during the bad requests"
-    );
-    assert_eq!(viewer.close().await.unwrap(), 200);
-    assert_eq!(publisher.close().await.unwrap(), 200);
+    stream_survives(
+        publisher,
+        viewer,
+        clip,
+        checks,
+        "the live viewer lost packets during the bad requests",
+    )
+    .await;
 }
 
 const VALID_VIEWER_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
@@ -167,7 +162,7 @@ async fn hostile_offers_and_stalled_client_while_stream_flows() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let clip = clip(3);
     let base = start_server(2).await;
-    let (publisher, mut viewer) = e2e::live_pair(&base, "live").await;
+    let (publisher, viewer) = e2e::live_pair(&base, "live").await;
     let b = base.clone();
     let checks = async move {
         // Slowloris: half a request head, then silence.
@@ -235,17 +230,26 @@ async fn hostile_offers_and_stalled_client_while_stream_flows() {
         let r = req(&b, "OPTIONS", "/whip/live", None, None).await;
         assert!(r.status == 204 || r.status == 200);
     };
+    stream_survives(publisher, viewer, clip, checks, "live viewer lost packets").await;
+}
+
+/// Publish `clip` while `checks` run; the live viewer must then have received
+/// every video packet (`what` says which test lost some); both sessions
+/// DELETE with 200.
+async fn stream_survives(
+    publisher: Session,
+    mut viewer: Session,
+    clip: &e2e::Clip,
+    checks: impl std::future::Future<Output = ()>,
+    what: &str,
+) {
     let sender = publish_clip(&publisher, clip);
     tokio::join!(sender, checks);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut rx = Vec::new();
     drain(&mut viewer, &mut rx);
     let video = rx.iter().filter(|r| r.kind == MediaKind::Video).count();
-    assert_eq!(
-        video,
-        clip.video_payloads().len(),
-        "live viewer lost packets"
-    );
+    assert_eq!(video, clip.video_payloads().len(), "{what}");
     assert_eq!(viewer.close().await.unwrap(), 200);
     assert_eq!(publisher.close().await.unwrap(), 200);
 }

@@ -26,6 +26,18 @@ const CONNECT: Duration = Duration::from_secs(10);
 
 /// Publish a 2 s clip through `publisher` and assert `viewer` got every
 /// video payload and some audio.
+/// A default WHEP viewer of `stream` receives the media `publisher` sends;
+/// then both sessions DELETE with 200.
+async fn default_viewer_gets_media(base: &str, stream: &str, publisher: Session) {
+    let mut viewer = Session::play(&format!("{base}/whep/{stream}"), Options::default())
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    media_flows(&publisher, &mut viewer).await;
+    assert_eq!(viewer.close().await.unwrap(), 200);
+    assert_eq!(publisher.close().await.unwrap(), 200);
+}
+
 async fn media_flows(publisher: &Session, viewer: &mut Session) {
     let clip = clip(2);
     publish_clip(publisher, clip).await;
@@ -188,13 +200,7 @@ async fn ffmpeg_passive_offer_media_flows() {
     .unwrap();
     // DTLS completes with the server as client (our str0m is the server here).
     publisher.wait_connected(CONNECT).await.unwrap();
-    let mut viewer = Session::play(&format!("{base}/whep/ffmpeg"), Options::default())
-        .await
-        .unwrap();
-    viewer.wait_connected(CONNECT).await.unwrap();
-    media_flows(&publisher, &mut viewer).await;
-    assert_eq!(viewer.close().await.unwrap(), 200);
-    assert_eq!(publisher.close().await.unwrap(), 200);
+    default_viewer_gets_media(&base, "ffmpeg", publisher).await;
 }
 
 async fn viewers(base: &str, stream: &str) -> Option<u64> {
@@ -508,11 +514,5 @@ async fn whipclientsink_accepts_2xx_and_follows_link_headers() {
         }
     }
     // Media still flows with the usual client.
-    let mut viewer = Session::play(&format!("{base}/whep/gst"), Options::default())
-        .await
-        .unwrap();
-    viewer.wait_connected(CONNECT).await.unwrap();
-    media_flows(&publisher, &mut viewer).await;
-    assert_eq!(viewer.close().await.unwrap(), 200);
-    assert_eq!(publisher.close().await.unwrap(), 200);
+    default_viewer_gets_media(&base, "gst", publisher).await;
 }

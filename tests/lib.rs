@@ -241,3 +241,12 @@ pub async fn live_pair(base: &str, stream: &str) -> (Session, Session) {
         .expect("viewer connects");
     (publisher, viewer)
 }
+
+/// `GET {base}{path}` parsed as JSON (the stream API).
+pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
+    let url = sfu::client::http::Url::parse(&format!("{base}{path}")).expect("URL");
+    let r = sfu::client::http::request("GET", &url, &[], None)
+        .await
+        .expect("GET");
+    serde_json::from_str(&r.body).expect("JSON body")
+}

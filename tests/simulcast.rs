@@ -105,15 +105,7 @@ async fn simulcast_default_query_and_switch() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The stream lists its three layers with their resolutions.
-    let api = request(
-        "GET",
-        &Url::parse(&format!("{base}/api/streams/sc")).unwrap(),
-        &[],
-        None,
-    )
-    .await
-    .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    let v = e2e::get_json(&base, "/api/streams/sc").await;
     let mut sizes: Vec<(String, u64)> = v["layers"]
         .as_array()
         .unwrap()
@@ -166,15 +158,7 @@ async fn simulcast_default_query_and_switch() {
     );
 
     // Per-viewer stats name the layer.
-    let api = request(
-        "GET",
-        &Url::parse(&format!("{base}/api/streams/sc")).unwrap(),
-        &[],
-        None,
-    )
-    .await
-    .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    let v = e2e::get_json(&base, "/api/streams/sc").await;
     let mut rids: Vec<String> = v["viewer_sessions"]
         .as_array()
         .unwrap()

@@ -144,6 +144,8 @@ pub struct SessionEntry {
     /// Current strong entity tag of the ICE session (RFC 9725 §4.3.1),
     /// quoted; changes with every ICE restart.
     pub etag: String,
+    /// ICE restarts done so far.
+    pub ice_restarts: u32,
     /// The client's ICE ufrag from its offer (a PATCH with another one is an
     /// ICE restart, RFC 9725 §4.3.3).
     pub remote_ufrag: String,

@@ -355,6 +355,7 @@ fn start_peer(
             remote_ufrag,
             offer: Arc::from(offer_sdp),
             etag: etag_of(session, 0),
+            ice_restarts: 0,
         },
     );
     app.shared.demux.add_ufrag(&creds.ufrag, me);
@@ -651,7 +652,7 @@ async fn ice_restart(
             "ICE restart needs both a=ice-ufrag and a=ice-pwd",
         );
     };
-    let restarts = entry.etag.matches('-').count() as u32 + 1;
+    let restarts = entry.ice_restarts + 1;
     if restarts > MAX_ICE_RESTARTS {
         info!(stream, session, "ICE restart refused: limit reached");
         return error(
@@ -698,6 +699,7 @@ async fn ice_restart(
         e.remote_ufrag = ufrag.to_string();
         e.offer = Arc::from(text.as_str());
         e.etag = etag.clone();
+        e.ice_restarts = restarts;
     }
     info!(stream, session, restarts, "ICE restart: new credentials");
     let mut r = super::response::with_body(
