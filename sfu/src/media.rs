@@ -55,6 +55,37 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8]) -> bool {
     }
 }
 
+/// Marks only the first keyframe-starting packet of each video access unit.
+///
+/// An H.264 keyframe access unit often spans several packets that each
+/// satisfy [`starts_keyframe`] (SPS, PPS, then an IDR FU-A start, all with
+/// one RTP timestamp). A viewer gate or layer switch that opened at the
+/// second of those would miss the parameter sets and the decoder could not
+/// start; so within one RTP timestamp only the first such packet counts.
+/// A lost first packet is harmless: the next one in the same access unit
+/// is then the first seen and is marked.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyframeStart {
+    /// RTP timestamp (track clock) of the last access unit marked.
+    last: Option<u32>,
+}
+
+impl KeyframeStart {
+    /// True when this packet starts a keyframe access unit not yet marked.
+    /// Non-video codecs: every packet (each is decodable on its own).
+    pub fn on_packet(&mut self, codec: Codec, ts: u32, payload: &[u8]) -> bool {
+        if !starts_keyframe(codec, payload) {
+            return false;
+        }
+        if !codec.is_video() {
+            return true;
+        }
+        let first = self.last != Some(ts);
+        self.last = Some(ts);
+        first
+    }
+}
+
 /// An H.265 payload that is a VPS, or an aggregation packet (type 48,
 /// RFC 7798 §4.4.2) whose first NAL unit is one.
 fn h265_vps(payload: &[u8]) -> bool {
@@ -92,5 +123,22 @@ mod tests {
         assert!(!starts_keyframe(Codec::H265, &[0x62, 0x01, 0x13])); // FU middle
         assert!(!starts_keyframe(Codec::H265, &[0x42, 0x01, 0x01])); // SPS
         assert!(!starts_keyframe(Codec::H265, &[0x02, 0x01, 0xd0])); // TRAIL_R
+    }
+
+    #[test]
+    fn only_the_first_packet_of_a_keyframe_access_unit_is_marked() {
+        let mut k = KeyframeStart::default();
+        assert!(k.on_packet(Codec::H264, 3000, &[0x67, 0x42])); // SPS
+        assert!(!k.on_packet(Codec::H264, 3000, &[0x68, 0xce])); // PPS
+        assert!(!k.on_packet(Codec::H264, 3000, &[0x7c, 0x85])); // IDR FU-A start
+        assert!(!k.on_packet(Codec::H264, 6000, &[0x41, 0x9a])); // P slice
+        // The next GOP, whose SPS packet was lost: the IDR start counts.
+        assert!(k.on_packet(Codec::H264, 9000, &[0x7c, 0x85]));
+        let mut h = KeyframeStart::default();
+        assert!(h.on_packet(Codec::H265, 1, &[0x60, 0x01, 0, 4, 0x40, 0x01])); // AP: VPS
+        assert!(!h.on_packet(Codec::H265, 1, &[0x62, 0x01, 0x95])); // FU start, CRA
+        let mut a = KeyframeStart::default();
+        assert!(a.on_packet(Codec::Opus, 960, &[1]));
+        assert!(a.on_packet(Codec::Opus, 960, &[1]));
     }
 }

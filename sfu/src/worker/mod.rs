@@ -10,7 +10,7 @@
 pub mod peer;
 
 use crate::demux::{Demux, PeerRef};
-use crate::media::{MediaPacket, starts_keyframe};
+use crate::media::MediaPacket;
 use crate::metrics::Metrics;
 use crate::registry::{Publication, Registry};
 use crate::stats::MidCounters;
@@ -1196,6 +1196,7 @@ fn on_event(
                                     peer::KEYFRAME_MIN_INTERVAL,
                                 ),
                                 bytes: 0,
+                                key_start: Default::default(),
                             });
                         }
                         tr.layers[slot as usize].rid = r;
@@ -1213,7 +1214,11 @@ fn on_event(
                 return; // replaced (replace policy): no longer this stream's source
             }
             let tr = &mut ps.tracks[track];
-            let keyframe = starts_keyframe(tr.codec, &p.payload);
+            let ts = p.header.timestamp;
+            let keyframe = match layer.and_then(|l| tr.layers.get_mut(l as usize)) {
+                Some(pl) => pl.key_start.on_packet(tr.codec, ts, &p.payload),
+                None => tr.key_start.on_packet(tr.codec, ts, &p.payload),
+            };
             if let Some(l) = layer {
                 publication.layers.touch(l, p.timestamp);
                 if let Some(pl) = tr.layers.get_mut(l as usize) {

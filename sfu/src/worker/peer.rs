@@ -3,7 +3,7 @@
 use crate::codecs::Chosen;
 use crate::config::GopSettings;
 use crate::forward::{AutoLayer, GopCache, KeyframeThrottle, KeyframeWaiter, LayerGate, Rewrite};
-use crate::media::MediaPacket;
+use crate::media::{KeyframeStart, MediaPacket};
 use crate::registry::Publication;
 use crate::stats::{SessionStats, StatsFolder};
 use std::net::SocketAddr;
@@ -34,6 +34,8 @@ pub struct PubTrack {
     pub gop: Option<GopCache>,
     /// Simulcast layers seen, indexed by `Publication::layers` slot.
     pub layers: Vec<PubLayer>,
+    /// First-packet-of-keyframe marker (tracks without simulcast).
+    pub key_start: KeyframeStart,
 }
 
 /// One simulcast layer (RID) of a publisher track.
@@ -45,6 +47,8 @@ pub struct PubLayer {
     pub throttle: KeyframeThrottle,
     /// Payload bytes since the last bitrate sample.
     pub bytes: u64,
+    /// First-packet-of-keyframe marker for this layer's SSRC.
+    pub key_start: KeyframeStart,
 }
 
 /// Publisher-specific state.
@@ -270,6 +274,7 @@ pub fn publisher_tracks(
                 gop: (gop.enabled && t.kind == str0m::media::MediaKind::Video)
                     .then(|| GopCache::new(gop.max_bytes, gop.max_age)),
                 layers: Vec::new(),
+                key_start: KeyframeStart::default(),
             }
         })
         .collect()
