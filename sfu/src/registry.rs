@@ -41,9 +41,46 @@ pub struct Publication {
     pub created: Instant,
     /// Simulcast layers of the video track (empty without simulcast).
     pub layers: crate::layers::LayerTable,
+    /// Change signal for the WHEP server-sent events extension: notified
+    /// (never on the packet path) when the publisher attaches or leaves and
+    /// when the viewer count changes; carries why the publication ended.
+    pub signal: tokio::sync::watch::Sender<Signal>,
+}
+
+/// Why a publication ended (see [`Publication::signal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// No publisher returned within the grace period (or the last one left
+    /// without viewers).
+    Gone,
+    /// A publisher with other codecs took the name: viewers must re-POST
+    /// (WHEP `reconnect` event).
+    Incompatible,
+}
+
+/// State carried by [`Publication::signal`]; everything else (liveness,
+/// generation, viewer count, layers) is read from the publication itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signal {
+    /// Set once when the publication ends.
+    pub ended: Option<Ended>,
 }
 
 impl Publication {
+    /// Wake the publication's event-stream tasks (liveness or viewer count
+    /// changed). Cheap; not for the packet path.
+    pub fn notify(&self) {
+        self.signal.send_modify(|_| {});
+    }
+
+    /// Record that the publication ended and why (first reason wins), and
+    /// wake its event-stream tasks.
+    pub fn end(&self, why: Ended) {
+        self.signal.send_modify(|s| {
+            s.ended.get_or_insert(why);
+        });
+    }
+
     /// The current publisher.
     pub fn publisher(&self) -> PeerRef {
         *self.publisher.lock().unwrap_or_else(|e| e.into_inner())
@@ -81,6 +118,7 @@ impl Publication {
         self.layers.reset();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.connected.store(false, Ordering::Relaxed);
+        self.notify();
         true
     }
 
@@ -96,6 +134,7 @@ impl Publication {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.connected.store(false, Ordering::Relaxed);
         self.live.store(true, Ordering::Release);
+        self.notify();
         old
     }
 
@@ -149,6 +188,28 @@ pub struct SessionEntry {
     /// The client's ICE ufrag from its offer (a PATCH with another one is an
     /// ICE restart, RFC 9725 §4.3.3).
     pub remote_ufrag: String,
+    /// Server-sent event streams of a WHEP viewer session (shared by clones;
+    /// dropped with the registry's entry, which ends those streams).
+    pub sse: Arc<SessionSse>,
+}
+
+/// The WHEP server-sent events state of one session
+/// (see [`crate::http::sse_ext`]).
+#[derive(Debug, Default)]
+pub struct SessionSse {
+    /// Event stream id (32 hex digits) → the stream. Removing one (its
+    /// DELETE) or dropping the whole map with the session ends its GETs.
+    pub streams: Mutex<std::collections::HashMap<String, SseStream>>,
+}
+
+/// One event stream created by a POST to the extension's entry point.
+#[derive(Debug)]
+pub struct SseStream {
+    /// Bit mask of the subscribed events ([`crate::http::sse_ext::EVENTS`] order).
+    pub events: u8,
+    /// Never sent on: receivers (the GETs' tasks) see the channel close when
+    /// the stream is deleted or its session ends.
+    pub alive: tokio::sync::watch::Sender<()>,
 }
 
 /// All streams and sessions.

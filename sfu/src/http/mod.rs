@@ -7,6 +7,7 @@ pub mod rate;
 pub mod response;
 pub mod sdpfrag;
 pub mod sessions;
+pub mod sse_ext;
 pub mod tls;
 pub mod web;
 
@@ -273,6 +274,30 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
             };
             layer_ext::handle(app, name, session, m, &body)
         }
+        (["whep", name, session, "sse"], m) => match *m {
+            Method::OPTIONS => preflight(false),
+            Method::POST => {
+                if let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote) {
+                    return r;
+                }
+                match read_body(req).await {
+                    Ok(body) => sse_ext::create(app, name, session, &body),
+                    Err(r) => r,
+                }
+            }
+            _ => method_not_allowed("OPTIONS, POST"),
+        },
+        (["whep", name, session, "sse", id], m) => match *m {
+            Method::OPTIONS => preflight(false),
+            Method::GET => sse_ext::open(app, name, session, id),
+            Method::DELETE => {
+                if let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote) {
+                    return r;
+                }
+                sse_ext::delete(app, name, session, id)
+            }
+            _ => method_not_allowed("OPTIONS, GET, DELETE"),
+        },
         ([role @ ("whip" | "whep"), name, session], m) => {
             let role = if *role == "whip" {
                 Role::Publisher

@@ -1,14 +1,23 @@
 //! Response helpers: bodies, CORS (Fetch standard), errors as short text.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CONTENT_TYPE, HeaderValue,
 };
 use hyper::{Response, StatusCode};
 
+/// Body of every response: a whole buffer ([`Full`]) for almost all, a
+/// stream for the server-sent events of [`super::sse_ext`].
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 /// Response type of every handler.
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Body>;
+
+/// A whole-buffer body.
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
 
 /// Add the CORS headers every response carries.
 pub fn cors(mut r: Resp) -> Resp {
@@ -23,7 +32,7 @@ pub fn cors(mut r: Resp) -> Resp {
 
 /// A response with a body and content type.
 pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -40,7 +49,7 @@ pub fn error(status: StatusCode, reason: impl Into<String>) -> Resp {
 
 /// An empty response.
 pub fn empty(status: StatusCode) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = status;
     r
 }

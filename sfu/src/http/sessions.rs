@@ -199,6 +199,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             bitrate_in: AtomicU64::new(0),
             created: Instant::now(),
             layers: Default::default(),
+            signal: Default::default(),
         })
     };
     let publication = {
@@ -244,6 +245,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                             reason: "replaced by a new publisher",
                         },
                     );
+                    cur.end(crate::registry::Ended::Incompatible);
                     close_viewers(app, &cur);
                     p
                 } else if cur.live.load(Ordering::Acquire) {
@@ -261,6 +263,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                     // old viewers; no second registry access.)
                     let p = fresh();
                     o.insert(p.clone());
+                    cur.end(crate::registry::Ended::Incompatible);
                     close_viewers(app, &cur);
                     p
                 }
@@ -356,6 +359,7 @@ fn start_peer(
             offer: Arc::from(offer_sdp),
             etag: etag_of(session, 0),
             ice_restarts: 0,
+            sse: Default::default(),
         },
     );
     app.shared.demux.add_ufrag(&creds.ufrag, me);
@@ -467,6 +471,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
     let shard = app.place();
     publication.viewers_per_shard[shard].fetch_add(1, Ordering::Relaxed);
+    publication.notify();
     let state = ViewerState {
         tracks,
         waiter: KeyframeWaiter::new(KEYFRAME_RETRY),
@@ -495,6 +500,9 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
     );
     info!(stream, session = %session, "WHEP session created");
     let mut r = created(app, Role::Viewer, stream, &session, answer);
+    if let Ok(v) = HeaderValue::from_str(&super::sse_ext::link(stream, &session)) {
+        r.headers_mut().append(hyper::header::LINK, v);
+    }
     if simulcast && let Ok(v) = HeaderValue::from_str(&super::layer_ext::link(stream, &session)) {
         r.headers_mut().append(hyper::header::LINK, v);
     }
@@ -508,6 +516,7 @@ pub fn end_publication(app: &App, p: &Publication) {
         .registry
         .streams
         .remove_if(&p.name, |_, x| x.id == p.id);
+    p.end(crate::registry::Ended::Gone);
     close_viewers(app, p);
 }
 
@@ -541,6 +550,7 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
         // into a 409. The worker still starts the grace period for viewers.
         p.live.store(false, Ordering::Release);
         p.connected.store(false, Ordering::Relaxed);
+        p.notify();
     }
     app.shared.send_control(
         entry.peer.shard,

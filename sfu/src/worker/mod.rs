@@ -890,6 +890,7 @@ impl Worker {
             .registry
             .streams
             .remove_if(&publication.name, |_, p| p.id == publication.id);
+        publication.end(crate::registry::Ended::Gone);
         for (s, tx) in self.shared.shards.iter().enumerate() {
             if s != self.idx {
                 let _ = tx.send(ShardMsg::PublicationEnded {
@@ -963,6 +964,7 @@ impl Worker {
                 if publication.publisher() == me {
                     publication.live.store(false, Ordering::Release);
                     publication.connected.store(false, Ordering::Relaxed);
+                    publication.notify();
                     let grace = self.shared.publisher_grace;
                     if publication.viewers() == 0 || grace.is_zero() {
                         self.end_publication(&publication);
@@ -983,6 +985,7 @@ impl Worker {
                     }
                 }
                 publication.viewers_per_shard[self.idx].fetch_sub(1, Ordering::Relaxed);
+                publication.notify();
             }
         }
         self.shared
