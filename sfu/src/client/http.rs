@@ -111,6 +111,38 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> anyhow::Result<HttpResponse> {
+    let resp = send(method, url, headers, body).await?;
+    let status = resp.status().as_u16();
+    let headers = header_list(&resp);
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// The headers of `resp` as (lower-case name, value) pairs.
+pub fn header_list<B>(resp: &hyper::Response<B>) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Send one request on a fresh connection and return the response with its
+/// body unread (a streaming body such as `text/event-stream`).
+pub async fn send(
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
     let stream = TcpStream::connect(&url.authority)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", url.authority))?;
@@ -141,24 +173,7 @@ pub async fn request(
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok(sender.send_request(req).await?)
 }
 
 /// Client TLS config: web PKI roots, or (`insecure`) any certificate.

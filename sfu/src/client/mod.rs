@@ -5,6 +5,8 @@
 //! (RFC 9725 §4.2), [`Session::play`] a `recvonly` offer to a WHEP endpoint.
 //! Each session owns one UDP socket and a Tokio task that drives its `Rtc`;
 //! media goes in with [`Session::send`] and comes out as [`ClientEvent`]s.
+//! [`Session::server_events`] opens a WHEP session's server-sent event
+//! stream ([`sse`]).
 
 pub mod depay;
 pub mod h264;
@@ -12,5 +14,6 @@ pub mod http;
 pub mod ogg;
 mod session;
 pub mod sps;
+pub mod sse;
 
 pub use session::{ClientEvent, Options, OutPacket, Received, Refused, Session, Signalling, Track};

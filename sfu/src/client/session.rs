@@ -382,6 +382,25 @@ impl Session {
         })
     }
 
+    /// Open this WHEP session's server-sent event stream (WHEP extension
+    /// `urn:ietf:params:whep:ext:core:server-sent-events`) with the session's
+    /// token; `events`: the names to subscribe to (`None`: all).
+    ///
+    /// Errors: the `201` had no such Link, or the server refused (status in
+    /// the error text).
+    pub async fn server_events(
+        &self,
+        events: Option<&[&str]>,
+    ) -> anyhow::Result<super::sse::EventStream> {
+        super::sse::subscribe(
+            &self.location,
+            &self.response.headers,
+            self.token.as_deref(),
+            events,
+        )
+        .await
+    }
+
     /// Queue one packet for sending (publishers).
     pub fn send(&self, p: OutPacket) {
         let _ = self.cmd.send(Cmd::Send(p));

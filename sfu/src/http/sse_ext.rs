@@ -80,10 +80,7 @@ pub fn link(stream: &str, session: &str) -> String {
 }
 
 fn bit(name: &str) -> u8 {
-    EVENTS
-        .iter()
-        .position(|e| *e == name)
-        .map_or(0, |i| 1 << i)
+    EVENTS.iter().position(|e| *e == name).map_or(0, |i| 1 << i)
 }
 
 /// The event mask of a POST body: empty → [`ALL`]; a JSON array of strings
@@ -146,8 +143,10 @@ pub fn create(app: &App, stream: &str, session: &str, body: &str) -> Resp {
     debug!(stream, session, events, "SSE event stream created");
     let mut r = empty(StatusCode::CREATED);
     let loc = format!("/whep/{stream}/{session}/sse/{id}");
-    r.headers_mut()
-        .insert(LOCATION, HeaderValue::from_str(&loc).expect("ascii location"));
+    r.headers_mut().insert(
+        LOCATION,
+        HeaderValue::from_str(&loc).expect("ascii location"),
+    );
     r
 }
 
@@ -497,10 +496,15 @@ mod tests {
     #[test]
     fn post_bodies() {
         assert_eq!(parse_events(""), Ok(ALL));
-        assert_eq!(parse_events(r#"["active","viewercount","scte35"]"#), Ok(0b1001));
+        assert_eq!(
+            parse_events(r#"["active","viewercount","scte35"]"#),
+            Ok(0b1001)
+        );
         assert_eq!(parse_events("[]"), Ok(0));
         assert!(parse_events(r#"{"a":1}"#).is_err());
         assert!(parse_events("[1]").is_err());
-        assert!(link("cam", "ab").contains(r#"events="active,inactive,layers,viewercount,reconnect""#));
+        assert!(
+            link("cam", "ab").contains(r#"events="active,inactive,layers,viewercount,reconnect""#)
+        );
     }
 }
