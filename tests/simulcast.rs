@@ -1,7 +1,8 @@
 //! Simulcast (RFC 8853): one publisher sends three H.264 layers (rids h, m, l)
 //! at three sizes; viewers get the top layer by default, `?layer=l` the low one,
 //! and the WHEP layer extension switches a viewer at a keyframe of the new layer
-//! with continuous sequence numbers and timestamps.
+//! with continuous sequence numbers and timestamps; the server-sent events
+//! extension reports the layers and when they stop.
 
 use e2e::{Clip, clip_sized, drain, start_server};
 use sfu::client::http::{Url, request};
@@ -133,6 +134,36 @@ async fn simulcast_default_query_and_switch() {
     let link = layer_link(&auto).expect("201 advertises the layer extension");
     auto.wait_connected(CONNECT).await.unwrap();
     low.wait_connected(CONNECT).await.unwrap();
+    // The server-sent events extension lists the layers, keyed by the
+    // viewer's video m-line index.
+    let mut events = auto.server_events(Some(&["layers"])).await.unwrap();
+    let first = events
+        .wait_for("layers", Duration::from_secs(5))
+        .await
+        .expect("a layers event");
+    let mut listed: Vec<(String, u64, bool)> = first.json()["0"]
+        .as_array()
+        .unwrap_or_else(|| panic!("layers of m-line 0: {}", first.data))
+        .iter()
+        .map(|l| {
+            (
+                l["rid"].as_str().unwrap().to_string(),
+                l["width"].as_u64().unwrap(),
+                l["bitrate"].as_u64().unwrap() > 0,
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ("h".into(), 640, true),
+            ("l".into(), 160, true),
+            ("m".into(), 320, true)
+        ],
+        "{}",
+        first.data
+    );
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let (mut a, mut l) = (Vec::new(), Vec::new());
     drain(&mut auto, &mut a);
@@ -236,4 +267,16 @@ async fn simulcast_default_query_and_switch() {
         assert_eq!(w[1].seq, w[0].seq + 1, "continuous sequence numbers");
     }
     sender.abort();
+    // The layers go silent: a new `layers` event marks them inactive.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut all_idle = false;
+    while !all_idle && tokio::time::Instant::now() < until {
+        let Some(e) = events.wait_for("layers", Duration::from_secs(5)).await else {
+            break;
+        };
+        all_idle = e.json()["0"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|l| l["active"] == false && l["bitrate"] == 0));
+    }
+    assert!(all_idle, "a layers event with every layer inactive");
 }
