@@ -6,6 +6,7 @@
 //! credentials and lifetime.
 
 use e2e::{clip, drain, publish_clip, start_server_with};
+use http_body_util::BodyExt;
 use sfu::client::http::{Url, request};
 use sfu::client::sse::{EventStream, REL, find_link};
 use sfu::client::{ClientEvent, Options, Session, Track};
@@ -232,6 +233,23 @@ async fn sse_needs_the_session_token_and_a_known_session() {
     let r = post(vec![json, right], entry.clone(), r#"["active"]"#).await;
     assert_eq!(r.status, 201);
     let stream = entry.join(r.header("location").unwrap()).unwrap();
+    // A second GET of the same event stream (an EventSource reconnecting)
+    // ends the first.
+    let first = sfu::client::http::send("GET", &stream, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let second = sfu::client::http::send("GET", &stream, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let body = tokio::time::timeout(WAIT, first.into_body().collect())
+        .await
+        .expect("the first GET ends")
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"event: active\ndata: {}\n\n");
+    drop(second);
     let bogus = Url::parse(&format!("{}x", stream_url(&base, &stream))).unwrap();
     assert_eq!(request("GET", &bogus, &[], None).await.unwrap().status, 404);
     assert_eq!(

@@ -207,8 +207,9 @@ pub struct SessionSse {
 pub struct SseStream {
     /// Bit mask of the subscribed events ([`crate::http::sse_ext::EVENTS`] order).
     pub events: u8,
-    /// Never sent on: receivers (the GETs' tasks) see the channel close when
-    /// the stream is deleted or its session ends.
+    /// Never sent on: the receiver (the current GET's task) sees the channel
+    /// close when the stream is deleted, its session ends, or a new GET
+    /// replaces this sender.
     pub alive: tokio::sync::watch::Sender<()>,
 }
 

@@ -15,7 +15,8 @@
 //!   unguessable capability (a browser `EventSource` cannot send an
 //!   `Authorization` header), like the session URL itself.
 //! * `DELETE` on the event stream → `200`; later GETs → `404`. Ending the WHEP
-//!   session (DELETE, consent expiry, grace period) ends its event streams.
+//!   session (DELETE, consent expiry, grace period) ends its event streams. A
+//!   new GET on an event stream ends the previous one (one task per stream).
 //!
 //! Events: `active` (`{}`) when the stream has a publisher (at connect, and
 //! when a new publisher is spliced in), `inactive` (`{}`) when it left
@@ -171,13 +172,18 @@ pub fn open(app: &App, stream: &str, session: &str, id: &str) -> Resp {
     let Some(entry) = viewer_entry(app, stream, session) else {
         return error(StatusCode::NOT_FOUND, "no such event stream");
     };
+    // A new `alive` sender per GET: the previous GET of this event stream
+    // (an EventSource that reconnected) ends, so each stream has one task.
     let Some((events, alive)) = entry
         .sse
         .streams
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(id)
-        .map(|s| (s.events, s.alive.subscribe()))
+        .get_mut(id)
+        .map(|s| {
+            s.alive = watch::Sender::new(());
+            (s.events, s.alive.subscribe())
+        })
     else {
         return error(StatusCode::NOT_FOUND, "no such event stream");
     };
