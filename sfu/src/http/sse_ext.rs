@@ -441,6 +441,9 @@ mod tests {
     #[test]
     fn events_of_a_publisher_change() {
         let t0 = Instant::now();
+        // No initial `inactive` (draft: MUST NOT) when nobody publishes yet.
+        let mut idle = Tracker::new(0, 1);
+        assert_eq!(names(&idle.step(&snap(false, 0, 1), t0).0), ["viewercount"]);
         let mut t = Tracker::new(0, 1);
         let (e, done) = t.step(&snap(true, 0, 1), t0);
         assert_eq!(names(&e), ["active", "viewercount"]);
