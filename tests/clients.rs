@@ -5,7 +5,7 @@
 //! - OBS: candidate-less offer, no trickle, H.264 High; 201 exactly, DELETE 200.
 //! - FFmpeg 8 `-f whip`: `a=setup:passive` (the server is the DTLS client),
 //!   no `a=rtcp-mux-only`, no candidates; answer ≤ 8 KB with an IPv4 UDP host
-//!   candidate first (media over it: ignored test, open finding). STUN
+//!   candidate first, then media with the server as DTLS client. STUN
 //!   without PRIORITY is covered by the `sfu::stun_shim` unit test.
 //! - go2rtc / Home Assistant: WHEP with the token only in `?token=`, complete
 //!   offer, never DELETEs: reaped through ICE consent loss (RFC 7675).
@@ -182,13 +182,11 @@ async fn ffmpeg_passive_offer_gets_active_answer_under_8k() {
     );
 }
 
-/// Media over a `setup:passive` offer: the server must act as DTLS client.
-/// Open finding: with our str0m client as the passive (DTLS server) offerer
-/// the session does not connect within 10 s (server ICE stays `Checking`);
-/// not yet known whether the server or the str0m client side is at fault, so
-/// this runs only on request: `cargo test --release -p e2e --test clients -- --ignored`.
+/// Media over a `setup:passive` offer: the server must act as DTLS client
+/// (`a=setup:active` answer) and our str0m client, the DTLS server here,
+/// must start ICE checks without a DTLS timer to wake it (this hung until
+/// the client drove its ICE agent once before the first poll).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open finding: setup:passive offer does not connect (see doc)"]
 async fn ffmpeg_passive_offer_media_flows() {
     let base = start_server(2).await;
     let mut publisher = Session::publish_with(

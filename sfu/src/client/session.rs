@@ -512,6 +512,13 @@ async fn drive(
         })
         .collect();
     let mut layer_seqs: Vec<(str0m::media::Rid, u64)> = Vec::new();
+    // Drive the agents once before the first poll: the ICE agent (`is` 0.12
+    // `IceAgent::poll_timeout`) reports no timeout until its first
+    // `handle_timeout`, so without this only a DTLS client timer would ever
+    // wake the loop. As DTLS server (`a=setup:passive` offer, `active`
+    // answer) no connectivity check was ever sent and the session hung in
+    // `New` while the server waited in `Checking`.
+    let _ = rtc.handle_input(Input::Timeout(Instant::now()));
     loop {
         let timeout = loop {
             match rtc.poll_output() {
