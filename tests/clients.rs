@@ -201,6 +201,43 @@ async fn ffmpeg_passive_offer_media_flows() {
     default_viewer_gets_media(&base, "ffmpeg", publisher).await;
 }
 
+/// medooze `whip-whep` (npm 1.2.0) `stop()`: `pc.close()` (DTLS
+/// close_notify) first, then DELETE. The server has already ended the
+/// session on the close_notify; the DELETE still gets 200, a second one 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_whep_js_stop_closes_peer_before_delete_gets_200() {
+    let base = start_server(2).await;
+    let (publisher, viewer) = e2e::live_pair(&base, "medooze").await;
+    let viewer_url = viewer.hang_up().await;
+    let t0 = Instant::now();
+    while viewers(&base, "medooze").await != Some(0) {
+        assert!(
+            t0.elapsed() < CONNECT,
+            "close_notify did not end the viewer session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let publisher_url = publisher.hang_up().await;
+    let t0 = Instant::now();
+    while e2e::get_json(&base, "/api/streams")
+        .await
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        assert!(
+            t0.elapsed() < CONNECT,
+            "close_notify did not end the publisher session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for url in [&viewer_url, &publisher_url] {
+        let r = request("DELETE", url, &[], None).await.unwrap();
+        assert_eq!(r.status, 200, "DELETE after close_notify: {}", r.body);
+        let r = request("DELETE", url, &[], None).await.unwrap();
+        assert_eq!(r.status, 404, "second DELETE");
+    }
+}
+
 async fn viewers(base: &str, stream: &str) -> Option<u64> {
     let r = req(base, "GET", "/api/streams", &[], None).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();

@@ -158,6 +158,37 @@ pub struct Registry {
     pub streams: DashMap<String, Arc<Publication>>,
     /// Session id (128-bit hex) → session.
     pub sessions: DashMap<String, SessionEntry>,
+    /// Sessions the peer itself closed (DTLS close_notify, RFC 5246 §7.2.1)
+    /// in the last [`CLOSED_KEEP`]: session id → (role, stream, when). A
+    /// client that closes its peer connection before its DELETE (the medooze
+    /// `whip-whep` library's `stop()`, a browser's `pc.close()`) still gets
+    /// `200` for that DELETE instead of `404`.
+    pub closed_by_peer: DashMap<String, (Role, String, Instant)>,
+}
+
+/// How long a session closed by its peer still answers its DELETE with 200.
+pub const CLOSED_KEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Registry {
+    /// Remember that the peer of session `id` closed it at `now` (see
+    /// [`Registry::closed_by_peer`]); forgets entries older than
+    /// [`CLOSED_KEEP`].
+    pub fn remember_closed(&self, id: &str, role: Role, stream: &str, now: Instant) {
+        self.closed_by_peer
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < CLOSED_KEEP);
+        self.closed_by_peer
+            .insert(id.to_string(), (role, stream.to_string(), now));
+    }
+
+    /// True (once) when session `id` of `role` on `stream` was closed by its
+    /// peer less than [`CLOSED_KEEP`] before `now`.
+    pub fn take_closed(&self, id: &str, role: Role, stream: &str, now: Instant) -> bool {
+        self.closed_by_peer
+            .remove_if(id, |_, (r, s, at)| {
+                *r == role && s == stream && now.saturating_duration_since(*at) < CLOSED_KEEP
+            })
+            .is_some()
+    }
 }
 
 /// A new 128-bit session id from the OS CSPRNG (RFC 4086), as 32 hex digits.

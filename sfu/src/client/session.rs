@@ -475,6 +475,16 @@ impl Session {
         Ok(resp)
     }
 
+    /// Close the peer connection first (RTCP BYE + DTLS close_notify) and
+    /// stop, without DELETE, as the medooze `whip-whep` library's `stop()`
+    /// and a browser's `pc.close()` do; returns the session URL for a later
+    /// DELETE.
+    pub async fn hang_up(self) -> Url {
+        let _ = self.cmd.send(Cmd::Close);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        self.location
+    }
+
     /// DELETE the session resource and stop. Returns the DELETE status.
     pub async fn close(self) -> anyhow::Result<u16> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
