@@ -83,8 +83,8 @@ def test_whip_whep_library_publish_play_restart_delete(sfu, clients, node_bin):
         posts = calls("POST", kind)
         assert [p["status"] for p in posts] == [201], f"{kind} POST: {posts}"
         patches = calls("PATCH", kind)
-        trickles = [p for p in patches if p["ifMatch"] != '"*"' and "a=candidate:" in (p["body"] or "")]
-        restarts = [p for p in patches if p["ifMatch"] == '"*"']
+        trickles = [p for p in patches if p["ifMatch"] != "*" and "a=candidate:" in (p["body"] or "")]
+        restarts = [p for p in patches if p["ifMatch"] == "*"]
         assert trickles and all(p["status"] == 204 for p in trickles), f"{kind} trickle PATCHes: {patches}"
         assert all(p["contentType"] == "application/trickle-ice-sdpfrag" for p in patches), patches
         assert [p["status"] for p in restarts] == [200], f"{kind} ICE restart PATCH: {patches}"
