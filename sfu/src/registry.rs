@@ -217,6 +217,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn peer_closed_sessions_are_remembered_once_for_a_while() {
+        let r = Registry::default();
+        let t0 = Instant::now();
+        r.remember_closed("a", Role::Viewer, "cam", t0);
+        assert!(!r.take_closed("a", Role::Publisher, "cam", t0), "other role");
+        assert!(!r.take_closed("a", Role::Viewer, "other", t0), "other stream");
+        assert!(r.take_closed("a", Role::Viewer, "cam", t0 + CLOSED_KEEP / 2));
+        assert!(!r.take_closed("a", Role::Viewer, "cam", t0), "only once");
+        r.remember_closed("b", Role::Publisher, "cam", t0);
+        assert!(!r.take_closed("b", Role::Publisher, "cam", t0 + CLOSED_KEEP), "expired");
+        r.remember_closed("c", Role::Publisher, "cam", t0 + CLOSED_KEEP * 2);
+        assert_eq!(r.closed_by_peer.len(), 1, "old entries pruned on insert");
+    }
+
+    #[test]
     fn session_ids_are_unique_and_long() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
