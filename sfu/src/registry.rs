@@ -221,12 +221,21 @@ mod tests {
         let r = Registry::default();
         let t0 = Instant::now();
         r.remember_closed("a", Role::Viewer, "cam", t0);
-        assert!(!r.take_closed("a", Role::Publisher, "cam", t0), "other role");
-        assert!(!r.take_closed("a", Role::Viewer, "other", t0), "other stream");
+        assert!(
+            !r.take_closed("a", Role::Publisher, "cam", t0),
+            "other role"
+        );
+        assert!(
+            !r.take_closed("a", Role::Viewer, "other", t0),
+            "other stream"
+        );
         assert!(r.take_closed("a", Role::Viewer, "cam", t0 + CLOSED_KEEP / 2));
         assert!(!r.take_closed("a", Role::Viewer, "cam", t0), "only once");
         r.remember_closed("b", Role::Publisher, "cam", t0);
-        assert!(!r.take_closed("b", Role::Publisher, "cam", t0 + CLOSED_KEEP), "expired");
+        assert!(
+            !r.take_closed("b", Role::Publisher, "cam", t0 + CLOSED_KEEP),
+            "expired"
+        );
         r.remember_closed("c", Role::Publisher, "cam", t0 + CLOSED_KEEP * 2);
         assert_eq!(r.closed_by_peer.len(), 1, "old entries pruned on insert");
     }
