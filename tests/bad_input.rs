@@ -325,13 +325,7 @@ async fn post_flood_from_one_ip_gets_429_while_stream_flows() {
             (served as f64) <= budget + 1.0,
             "{served} served, over the per-IP budget {budget:.0}"
         );
-        // The flooder is still limited, the live clients' address is not.
-        assert_eq!(
-            post_from(flooder, &b, "/whep/nobody", VALID_VIEWER_OFFER)
-                .await
-                .0,
-            429
-        );
+        // The live clients' address is not limited by the flood.
         let own: std::net::IpAddr = [127, 0, 0, 1].into();
         assert_eq!(
             post_from(own, &b, "/whep/nobody", VALID_VIEWER_OFFER)
