@@ -1,8 +1,9 @@
 //! Bad input gets an exact HTTP status and never disturbs a live stream.
 
-use e2e::{clip, drain, publish_clip, start_server};
+use e2e::{clip, drain, publish_clip, start_server, start_server_with};
 use sfu::client::http::{HttpResponse, Url, request};
 use sfu::client::{Options, Session};
+use sfu::config::Config;
 use std::time::Duration;
 use str0m::media::MediaKind;
 
@@ -231,6 +232,117 @@ async fn hostile_offers_and_stalled_client_while_stream_flows() {
         assert!(r.status == 204 || r.status == 200);
     };
     stream_survives(publisher, viewer, clip, checks, "live viewer lost packets").await;
+}
+
+/// One HTTP/1.1 request over a fresh TCP connection from the local address
+/// `from` (a loopback address other than the live clients' 127.0.0.1, so the
+/// per-IP limiter sees a different client). Returns (status, `Retry-After`).
+async fn post_from(
+    from: std::net::IpAddr,
+    base: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    let mut tcp = sock.connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tcp.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let retry = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("retry-after")
+            .then(|| v.trim().to_string())
+    });
+    (status, retry)
+}
+
+/// A flood of WHEP offers from one address (127.0.0.2) is cut to the per-IP
+/// budget (20/s, burst 100) with `429` + `Retry-After: 1`, while the live
+/// viewer on 127.0.0.1 keeps receiving every packet and 127.0.0.1's own
+/// POSTs are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_flood_from_one_ip_gets_429_while_stream_flows() {
+    const RATE: f64 = 20.0;
+    const BURST: f64 = 100.0;
+    let clip = clip(3);
+    let base = start_server_with(Config {
+        workers: 2,
+        rate_limit: RATE,
+        ..Config::default()
+    })
+    .await;
+    let (publisher, viewer) = e2e::live_pair(&base, "live").await;
+    let b = base.clone();
+    let checks = async move {
+        let flooder: std::net::IpAddr = [127, 0, 0, 2].into();
+        let t0 = std::time::Instant::now();
+        // 4 connections at a time, 300 offers in all.
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..75 {
+                    out.push(post_from(flooder, &b, "/whep/nobody", VALID_VIEWER_OFFER).await);
+                }
+                out
+            }));
+        }
+        let mut served = 0;
+        let mut limited = 0;
+        for t in tasks {
+            for (status, retry) in t.await.unwrap() {
+                match status {
+                    // Served: a valid offer for a stream without publisher.
+                    409 => served += 1,
+                    429 => {
+                        limited += 1;
+                        assert_eq!(retry.as_deref(), Some("1"), "429 carries Retry-After");
+                    }
+                    s => panic!("flood request got {s}"),
+                }
+            }
+        }
+        let budget = BURST + RATE * t0.elapsed().as_secs_f64();
+        eprintln!("flood: {served} served, {limited} got 429 (budget {budget:.0})");
+        assert!(limited > 0, "no 429 in a flood of 300 POSTs");
+        assert!(
+            (served as f64) <= budget + 1.0,
+            "{served} served, over the per-IP budget {budget:.0}"
+        );
+        // The live clients' address is not limited by the flood.
+        let own: std::net::IpAddr = [127, 0, 0, 1].into();
+        assert_eq!(
+            post_from(own, &b, "/whep/nobody", VALID_VIEWER_OFFER)
+                .await
+                .0,
+            409,
+            "another address must not be limited by the flood"
+        );
+    };
+    stream_survives(
+        publisher,
+        viewer,
+        clip,
+        checks,
+        "the live viewer lost packets during the POST flood",
+    )
+    .await;
 }
 
 /// Publish `clip` while `checks` run; the live viewer must then have received

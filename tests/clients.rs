@@ -5,7 +5,7 @@
 //! - OBS: candidate-less offer, no trickle, H.264 High; 201 exactly, DELETE 200.
 //! - FFmpeg 8 `-f whip`: `a=setup:passive` (the server is the DTLS client),
 //!   no `a=rtcp-mux-only`, no candidates; answer ≤ 8 KB with an IPv4 UDP host
-//!   candidate first (media over it: ignored test, open finding). STUN
+//!   candidate first, then media with the server as DTLS client. STUN
 //!   without PRIORITY is covered by the `sfu::stun_shim` unit test.
 //! - go2rtc / Home Assistant: WHEP with the token only in `?token=`, complete
 //!   offer, never DELETEs: reaped through ICE consent loss (RFC 7675).
@@ -182,13 +182,11 @@ async fn ffmpeg_passive_offer_gets_active_answer_under_8k() {
     );
 }
 
-/// Media over a `setup:passive` offer: the server must act as DTLS client.
-/// Open finding: with our str0m client as the passive (DTLS server) offerer
-/// the session does not connect within 10 s (server ICE stays `Checking`);
-/// not yet known whether the server or the str0m client side is at fault, so
-/// this runs only on request: `cargo test --release -p e2e --test clients -- --ignored`.
+/// Media over a `setup:passive` offer: the server must act as DTLS client
+/// (`a=setup:active` answer) and our str0m client, the DTLS server here,
+/// must start ICE checks without a DTLS timer to wake it (this hung until
+/// the client drove its ICE agent once before the first poll).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open finding: setup:passive offer does not connect (see doc)"]
 async fn ffmpeg_passive_offer_media_flows() {
     let base = start_server(2).await;
     let mut publisher = Session::publish_with(
@@ -201,6 +199,43 @@ async fn ffmpeg_passive_offer_media_flows() {
     // DTLS completes with the server as client (our str0m is the server here).
     publisher.wait_connected(CONNECT).await.unwrap();
     default_viewer_gets_media(&base, "ffmpeg", publisher).await;
+}
+
+/// medooze `whip-whep` (npm 1.2.0) `stop()`: `pc.close()` (DTLS
+/// close_notify) first, then DELETE. The server has already ended the
+/// session on the close_notify; the DELETE still gets 200, a second one 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_whep_js_stop_closes_peer_before_delete_gets_200() {
+    let base = start_server(2).await;
+    let (publisher, viewer) = e2e::live_pair(&base, "medooze").await;
+    let viewer_url = viewer.hang_up().await;
+    let t0 = Instant::now();
+    while viewers(&base, "medooze").await != Some(0) {
+        assert!(
+            t0.elapsed() < CONNECT,
+            "close_notify did not end the viewer session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let publisher_url = publisher.hang_up().await;
+    let t0 = Instant::now();
+    while e2e::get_json(&base, "/api/streams")
+        .await
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        assert!(
+            t0.elapsed() < CONNECT,
+            "close_notify did not end the publisher session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for url in [&viewer_url, &publisher_url] {
+        let r = request("DELETE", url, &[], None).await.unwrap();
+        assert_eq!(r.status, 200, "DELETE after close_notify: {}", r.body);
+        let r = request("DELETE", url, &[], None).await.unwrap();
+        assert_eq!(r.status, 404, "second DELETE");
+    }
 }
 
 async fn viewers(base: &str, stream: &str) -> Option<u64> {

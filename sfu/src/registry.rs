@@ -220,6 +220,37 @@ pub struct Registry {
     pub streams: DashMap<String, Arc<Publication>>,
     /// Session id (128-bit hex) → session.
     pub sessions: DashMap<String, SessionEntry>,
+    /// Sessions the peer itself closed (DTLS close_notify, RFC 5246 §7.2.1)
+    /// in the last [`CLOSED_KEEP`]: session id → (role, stream, when). A
+    /// client that closes its peer connection before its DELETE (the medooze
+    /// `whip-whep` library's `stop()`, a browser's `pc.close()`) still gets
+    /// `200` for that DELETE instead of `404`.
+    pub closed_by_peer: DashMap<String, (Role, String, Instant)>,
+}
+
+/// How long a session closed by its peer still answers its DELETE with 200.
+pub const CLOSED_KEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Registry {
+    /// Remember that the peer of session `id` closed it at `now` (see
+    /// [`Registry::closed_by_peer`]); forgets entries older than
+    /// [`CLOSED_KEEP`].
+    pub fn remember_closed(&self, id: &str, role: Role, stream: &str, now: Instant) {
+        self.closed_by_peer
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < CLOSED_KEEP);
+        self.closed_by_peer
+            .insert(id.to_string(), (role, stream.to_string(), now));
+    }
+
+    /// True (once) when session `id` of `role` on `stream` was closed by its
+    /// peer less than [`CLOSED_KEEP`] before `now`.
+    pub fn take_closed(&self, id: &str, role: Role, stream: &str, now: Instant) -> bool {
+        self.closed_by_peer
+            .remove_if(id, |_, (r, s, at)| {
+                *r == role && s == stream && now.saturating_duration_since(*at) < CLOSED_KEEP
+            })
+            .is_some()
+    }
 }
 
 /// A new 128-bit session id from the OS CSPRNG (RFC 4086), as 32 hex digits.
@@ -246,6 +277,30 @@ pub fn valid_stream_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_closed_sessions_are_remembered_once_for_a_while() {
+        let r = Registry::default();
+        let t0 = Instant::now();
+        r.remember_closed("a", Role::Viewer, "cam", t0);
+        assert!(
+            !r.take_closed("a", Role::Publisher, "cam", t0),
+            "other role"
+        );
+        assert!(
+            !r.take_closed("a", Role::Viewer, "other", t0),
+            "other stream"
+        );
+        assert!(r.take_closed("a", Role::Viewer, "cam", t0 + CLOSED_KEEP / 2));
+        assert!(!r.take_closed("a", Role::Viewer, "cam", t0), "only once");
+        r.remember_closed("b", Role::Publisher, "cam", t0);
+        assert!(
+            !r.take_closed("b", Role::Publisher, "cam", t0 + CLOSED_KEEP),
+            "expired"
+        );
+        r.remember_closed("c", Role::Publisher, "cam", t0 + CLOSED_KEEP * 2);
+        assert_eq!(r.closed_by_peer.len(), 1, "old entries pruned on insert");
+    }
 
     #[test]
     fn session_ids_are_unique_and_long() {

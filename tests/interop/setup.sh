@@ -10,7 +10,8 @@
 # - tests/interop/.venv: a venv of Debian's /usr/bin/python3 with
 #   --system-site-packages (so `gi` is visible) plus aiortc and pytest.
 # - tests/interop/browser/node_modules: playwright-core (never downloads a
-#   browser; the scripts use /usr/bin/chromium).
+#   browser; the scripts use /usr/bin/chromium) and the medooze `whip-whep`
+#   client library (served to the page by browser/whip_whep.mjs).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export DEBIAN_FRONTEND=noninteractive
@@ -61,12 +62,13 @@ print("setup.sh: python ok: aiortc", aiortc.__version__, "av", av.__version__, "
       "GStreamer", Gst.version_string())
 PY
 
-# Node: playwright-core only (it never downloads browsers by itself).
+# Node: playwright-core (it never downloads browsers by itself) and whip-whep.
 NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$NODE_MAJOR" -lt 20 ]; then
   echo "setup.sh: warning: node $(node --version) < 20; playwright-core wants >= 20" >&2
 fi
-if [ ! -f "$HERE/browser/node_modules/playwright-core/package.json" ]; then
+if [ ! -f "$HERE/browser/node_modules/playwright-core/package.json" ] \
+   || [ ! -f "$HERE/browser/node_modules/whip-whep/whip.js" ]; then
   (cd "$HERE/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
-echo "setup.sh: playwright-core $(node -p "require('$HERE/browser/node_modules/playwright-core/package.json').version"), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium ?')"
+echo "setup.sh: playwright-core $(node -p "require('$HERE/browser/node_modules/playwright-core/package.json').version"), whip-whep $(node -p "require('$HERE/browser/node_modules/whip-whep/package.json').version"), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium ?')"

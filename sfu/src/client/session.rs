@@ -494,6 +494,16 @@ impl Session {
         Ok(resp)
     }
 
+    /// Close the peer connection first (RTCP BYE + DTLS close_notify) and
+    /// stop, without DELETE, as the medooze `whip-whep` library's `stop()`
+    /// and a browser's `pc.close()` do; returns the session URL for a later
+    /// DELETE.
+    pub async fn hang_up(self) -> Url {
+        let _ = self.cmd.send(Cmd::Close);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        self.location
+    }
+
     /// DELETE the session resource and stop. Returns the DELETE status.
     pub async fn close(self) -> anyhow::Result<u16> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -531,6 +541,13 @@ async fn drive(
         })
         .collect();
     let mut layer_seqs: Vec<(str0m::media::Rid, u64)> = Vec::new();
+    // Drive the agents once before the first poll: the ICE agent (`is` 0.12
+    // `IceAgent::poll_timeout`) reports no timeout until its first
+    // `handle_timeout`, so without this only a DTLS client timer would ever
+    // wake the loop. As DTLS server (`a=setup:passive` offer, `active`
+    // answer) no connectivity check was ever sent and the session hung in
+    // `New` while the server waited in `Checking`.
+    let _ = rtc.handle_input(Input::Timeout(Instant::now()));
     loop {
         let timeout = loop {
             match rtc.poll_output() {

@@ -528,7 +528,9 @@ fn close_viewers(app: &App, p: &Publication) {
     }
 }
 
-/// `DELETE /{whip|whep}/{stream}/{session}` → 200, or 404 if unknown.
+/// `DELETE /{whip|whep}/{stream}/{session}` → 200, or 404 if unknown. A
+/// session its peer closed itself (DTLS close_notify) less than
+/// [`crate::registry::CLOSED_KEEP`] ago also gets 200, once.
 pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
     let entry = app
         .shared
@@ -538,6 +540,16 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
         .map(|e| e.clone())
         .filter(|e| e.role == role && e.stream == stream);
     let Some(entry) = entry else {
+        let now = std::time::Instant::now();
+        if app.shared.registry.take_closed(session, role, stream, now) {
+            info!(
+                stream,
+                session,
+                role = role.path(),
+                "session deleted (the peer had closed it)"
+            );
+            return cors(empty(StatusCode::OK));
+        }
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     app.shared.registry.sessions.remove(session);

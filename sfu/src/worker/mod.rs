@@ -956,7 +956,14 @@ impl Worker {
         for u in &peer.old_ufrags {
             self.shared.demux.remove(u, &[], me);
         }
-        self.shared.registry.sessions.remove(&peer.session);
+        let registry = &self.shared.registry;
+        if let Some((_, e)) = registry.sessions.remove(&peer.session)
+            && reason == "closed"
+        {
+            // Closed by the peer (close_notify) before any DELETE: that
+            // DELETE may still come and gets 200.
+            registry.remember_closed(&peer.session, e.role, &e.stream, Instant::now());
+        }
         self.shared.load[self.idx].fetch_sub(1, Ordering::Relaxed);
         let publication = peer.publication.clone();
         match &peer.kind {
