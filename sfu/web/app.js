@@ -10,6 +10,8 @@
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
   const token = param('token');
   const LAYER_REL = 'urn:ietf:params:whep:ext:core:layer';
+  const SSE_REL = 'urn:ietf:params:whep:ext:core:server-sent-events';
+  const SSE_EVENTS = ['active', 'inactive', 'layers', 'viewercount', 'reconnect'];
 
   // ---- WHIP / WHEP helpers ----
 
@@ -445,6 +447,32 @@
     };
   }
 
+  /**
+   * Subscribe to the WHEP server-sent events extension when the answer advertised it: POST the
+   * event list to the Link URL (201 + Location), then an EventSource on that Location.
+   * Resolves to the EventSource (close() it on teardown) or null.
+   */
+  async function openEvents(links, onEvent) {
+    const link = links.find((l) => l.rel.split(/\s+/).includes(SSE_REL));
+    if (!link) return null;
+    const r = await fetch(withToken(link.url), {
+      method: 'POST',
+      headers: authHeaders({ 'Content-Type': 'application/json' }),
+      body: JSON.stringify(SSE_EVENTS),
+    });
+    const loc = r.headers.get('Location');
+    if (r.status !== 201 || !loc) return null;
+    const es = new EventSource(withToken(new URL(loc, link.url).href));
+    for (const name of SSE_EVENTS) {
+      es.addEventListener(name, (e) => {
+        let data = {};
+        try { data = JSON.parse(e.data || '{}'); } catch (err) { /* keep {} */ }
+        onEvent(name, data);
+      });
+    }
+    return es;
+  }
+
   function renderWatchStats(P, s) {
     setText('stat-resolution', P.width ? P.width + 'x' + P.height : '–');
     setText('stat-fps', s.fps != null ? Math.round(s.fps) + ' fps' : '–');
@@ -455,6 +483,7 @@
     setText('stat-jitter', s.jitterMs != null ? Math.round(s.jitterMs) + ' ms' : '–');
     setText('stat-ttff', P.ttffMs != null ? P.ttffMs + ' ms' : '–');
     setText('stat-frames', String(P.framesDecoded));
+    setText('stat-viewers', P.viewerCount != null ? String(P.viewerCount) : '–');
   }
   function clearWatchStats() {
     for (const el of document.querySelectorAll('#stats dd')) el.textContent = '–';
@@ -462,15 +491,20 @@
 
   function initWatch() {
     // window.sfuPlayer is read by the interop tests (tests/interop/browser/play.mjs).
-    const P = (window.sfuPlayer = { state: 'idle', framesDecoded: 0, width: 0, height: 0, ttffMs: null, error: null });
+    const P = (window.sfuPlayer = {
+      state: 'idle', framesDecoded: 0, width: 0, height: 0, ttffMs: null, error: null, events: [], viewerCount: null,
+    });
     const video = $('player');
     const input = $('stream');
     input.value = param('stream') || '';
     let pc = null, loc = null, retry = null, attempt = 0, t0 = 0, sampler = null, busy = false, lastRender = 0;
+    let events = null;
 
     function teardown() {
       clearTimeout(retry);
       retry = null;
+      if (events) events.close();
+      events = null;
       endSession(pc, loc);
       pc = null;
       loc = null;
@@ -522,6 +556,15 @@
         loc = s.location;
         t0 = s.t0;
         setupLayers(s.links, pc);
+        P.events = [];
+        openEvents(s.links, (name, data) => {
+          if (my !== attempt) return;
+          P.events.push({ name, data, t: Math.round(performance.now() - t0) });
+          if (name === 'inactive') setStatus('The publisher went away — waiting for it to come back…');
+          else if (name === 'active') setStatus('Playing ' + n, 'ok');
+          else if (name === 'viewercount') P.viewerCount = data.viewercount;
+          else if (name === 'reconnect') { setStatus('The stream changed — reconnecting…'); start(); }
+        }).then((es) => { if (my === attempt) events = es; else if (es) es.close(); }, () => {});
         if (pc.connectionState !== 'connected') setStatus('Waiting for media…');
         if (video.requestVideoFrameCallback) {
           video.requestVideoFrameCallback(() => {
@@ -554,6 +597,12 @@
       busy = false;
       if (!s || c !== pc) return;
       P.framesDecoded = (s.video && s.video.framesDecoded) || 0;
+      // Freezes (webrtc-stats §8.2 freezeCount, s) and dropped frames, for the layer-switch tests.
+      P.freezeCount = (s.video && s.video.freezeCount) || 0;
+      P.freezeSeconds = (s.video && s.video.totalFreezesDuration) || 0;
+      P.framesDropped = (s.video && s.video.framesDropped) || 0;
+      P.pliCount = (s.video && s.video.pliCount) || 0;
+      P.layer = $('layer').value;
       if (P.ttffMs == null && P.framesDecoded > 0 && t0) P.ttffMs = Math.round(performance.now() - t0);
       const now = performance.now();
       if (now - lastRender >= 1000 || (P.width && $('stat-resolution').textContent === '–')) {

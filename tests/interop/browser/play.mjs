@@ -1,6 +1,7 @@
 // Headless Chromium WHEP viewer through the server's own /watch.html page.
 //
 // usage: node play.mjs --base http://IP:8080 --stream NAME [--duration S] [--timeout S] [--wait-go] [--query 'token=T']
+//        [--switch-layer RID [--switch-at S]]
 //
 // Opens /watch.html?stream=NAME, waits for window.sfuPlayer.framesDecoded > 0
 // (and a known video size), keeps watching for --duration seconds, then prints
@@ -50,8 +51,24 @@ try {
   if (first.state === 'failed') result.error = 'player failed: ' + first.error;
   emit({ event: 'first-frame', ttff_ms: first.ttffMs, width: first.width, height: first.height });
   if (got && first.state !== 'failed') {
-    const left = duration - (Date.now() - t0);
-    if (left > 0) await page.waitForTimeout(left);
+    // Sample the picture size every 250 ms; with --switch-layer RID pick that
+    // simulcast layer in the page's layer picker (WHEP layer extension)
+    // --switch-at seconds after the first frame.
+    let switchAt = a.switchLayer ? t0 + Number(a.switchAt || 2) * 1000 : Infinity;
+    result.timeline = [];
+    while (Date.now() - t0 < duration) {
+      if (Date.now() >= switchAt) {
+        result.beforeSwitch = await page.evaluate(() => ({ ...window.sfuPlayer }));
+        await page.selectOption('#layer', a.switchLayer, { timeout: 5000 });
+        log('switched layer to', a.switchLayer);
+        result.switchedAtMs = Date.now() - t0;
+        switchAt = Infinity;
+      }
+      const s = await page.evaluate(() => [window.sfuPlayer.width, window.sfuPlayer.height,
+        window.sfuPlayer.framesDecoded, window.sfuPlayer.freezeCount || 0]);
+      result.timeline.push([Date.now() - t0, ...s]);
+      await page.waitForTimeout(250);
+    }
   }
   const P = await page.evaluate(() => ({ ...window.sfuPlayer }));
   const statsText = await page.evaluate(() => ((document.getElementById('stats') || {}).textContent || '')
@@ -59,6 +76,8 @@ try {
   Object.assign(result, {
     width: P.width, height: P.height, ttffMs: P.ttffMs ?? first.ttffMs, framesDecoded: P.framesDecoded,
     state: P.state, playerError: P.error, stats: statsText, firstWidth: first.width, firstHeight: first.height,
+    freezeCount: P.freezeCount, freezeSeconds: P.freezeSeconds, framesDropped: P.framesDropped, pliCount: P.pliCount,
+    events: P.events, viewerCount: P.viewerCount,
   });
   // The watch page DELETEs its session on pagehide; navigate away to trigger it.
   await page.goto('about:blank').catch(() => {});
