@@ -237,9 +237,6 @@ pub fn set_buffers(s: &socket2::Socket, bytes: usize) {
 
 /// Most datagrams one [`SendBatch`] holds before it flushes by itself.
 pub const BATCH_MAX: usize = 64;
-/// Bytes reserved per datagram slot of a [`SendBatch`] (a DTLS flight or an
-/// SRTP packet at a 1,500-byte MTU fits; larger datagrams are sent at once).
-const SLOT: usize = 2048;
 /// Most segments in one UDP GSO send (the kernel allows 64, newer 128).
 const GSO_MAX_SEGMENTS: usize = 32;
 /// Most payload bytes in one UDP GSO send (an IPv4 UDP datagram's limit is
@@ -247,26 +244,25 @@ const GSO_MAX_SEGMENTS: usize = 32;
 const GSO_MAX_BYTES: usize = 60_000;
 
 /// One queued datagram: socket index in [`Sockets::list`], destination, and
-/// its bytes at `off..off + len` of the batch buffer.
-#[derive(Debug, Clone, Copy)]
+/// its bytes (str0m's buffer, moved in, not copied).
+#[derive(Debug)]
 struct Queued {
     sock: usize,
     dest: SocketAddr,
-    off: usize,
-    len: usize,
+    data: Vec<u8>,
 }
 
 /// A worker's outgoing datagrams of one wake-up, sent together: `sendmmsg`
 /// (one system call for up to [`BATCH_MAX`] datagrams), and consecutive
 /// datagrams to the same destination of equal size (the packets of one
 /// frame to one viewer) merged into one UDP GSO send (`UDP_SEGMENT`, Linux
-/// ≥ 4.18) while the kernel accepts it. Bytes are copied into one buffer
-/// allocated once; pushing and flushing allocate nothing.
+/// ≥ 4.18) while the kernel accepts it. Each datagram's buffer is the one
+/// str0m allocated for the `Transmit`, moved in and freed after the send;
+/// the batch itself allocates nothing after [`SendBatch::new`].
 ///
 /// Order is kept: datagrams leave in the order they were pushed.
 #[derive(Debug)]
 pub struct SendBatch {
-    buf: Vec<u8>,
     queued: Vec<Queued>,
     addrs: Vec<socket2::SockAddr>,
 }
@@ -281,7 +277,6 @@ impl SendBatch {
     /// An empty batch with its buffers allocated.
     pub fn new() -> SendBatch {
         SendBatch {
-            buf: vec![0; BATCH_MAX * SLOT],
             queued: Vec::with_capacity(BATCH_MAX),
             addrs: Vec::with_capacity(BATCH_MAX),
         }
@@ -299,23 +294,20 @@ impl SendBatch {
 
     /// Queue `data` for `destination` from the socket whose advertised
     /// address is `source` (as [`Sockets::send`]); flushes first when full.
-    pub fn push(&mut self, sockets: &Sockets, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
-        if data.len() > SLOT {
+    pub fn push(
+        &mut self,
+        sockets: &Sockets,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: Vec<u8>,
+    ) {
+        if self.queued.len() == BATCH_MAX {
             self.flush(sockets);
-            sockets.send(source, destination, data);
-            return;
         }
-        let used = self.queued.last().map_or(0, |q| q.off + q.len);
-        if self.queued.len() == BATCH_MAX || used + data.len() > self.buf.len() {
-            self.flush(sockets);
-        }
-        let off = self.queued.last().map_or(0, |q| q.off + q.len);
-        self.buf[off..off + data.len()].copy_from_slice(data);
         self.queued.push(Queued {
             sock: sockets.index_of(source),
             dest: destination,
-            off,
-            len: data.len(),
+            data,
         });
     }
 
@@ -328,7 +320,7 @@ impl SendBatch {
         self.flush_linux(sockets);
         #[cfg(not(target_os = "linux"))]
         for q in &self.queued {
-            sockets.send_on(q.sock, q.dest, &self.buf[q.off..q.off + q.len]);
+            sockets.send_on(q.sock, q.dest, &q.data);
         }
         self.queued.clear();
     }
@@ -338,24 +330,26 @@ impl SendBatch {
     /// shorter one. Returns the run's end.
     #[cfg(target_os = "linux")]
     fn run_end(&self, i: usize, gso: bool) -> usize {
-        let first = self.queued[i];
+        let first = &self.queued[i];
         let mut end = i + 1;
         if !gso {
             return end;
         }
-        let mut bytes = first.len;
+        let len = first.data.len();
+        let mut bytes = len;
         while end < self.queued.len() && end - i < GSO_MAX_SEGMENTS {
-            let q = self.queued[end];
+            let q = &self.queued[end];
             if q.sock != first.sock
                 || q.dest != first.dest
-                || q.len > first.len
-                || bytes + q.len > GSO_MAX_BYTES
+                || q.data.len() > len
+                || q.data.is_empty()
+                || bytes + q.data.len() > GSO_MAX_BYTES
             {
                 break;
             }
-            bytes += q.len;
+            bytes += q.data.len();
             end += 1;
-            if q.len < first.len {
+            if q.data.len() < len {
                 break; // a shorter segment ends the run
             }
         }
@@ -390,9 +384,8 @@ impl SendBatch {
                 let end = self.run_end(i, gso);
                 for (k, q) in self.queued[i..end].iter().enumerate() {
                     iov[i + k].write(libc::iovec {
-                        // SAFETY: in bounds of `buf`, which outlives the call.
-                        iov_base: unsafe { self.buf.as_ptr().add(q.off) } as *mut libc::c_void,
-                        iov_len: q.len,
+                        iov_base: q.data.as_ptr() as *mut libc::c_void,
+                        iov_len: q.data.len(),
                     });
                 }
                 // SAFETY: all-zero is a valid mmsghdr.
@@ -415,7 +408,7 @@ impl SendBatch {
                         (*cm).cmsg_len = libc::CMSG_LEN(2) as _;
                         std::ptr::write_unaligned(
                             libc::CMSG_DATA(cm) as *mut u16,
-                            self.queued[i].len as u16,
+                            self.queued[i].data.len() as u16,
                         );
                     }
                 }
@@ -428,7 +421,7 @@ impl SendBatch {
             let mut sent = 0;
             while sent < n {
                 // SAFETY: headers 0..n are initialised and point into `iov`,
-                // `cmsg`, `addrs` and `buf`, all alive for the call.
+                // `cmsg`, `addrs` and the queued buffers, all alive for the call.
                 let r = unsafe {
                     libc::sendmmsg(
                         fd,
@@ -452,7 +445,7 @@ impl SendBatch {
                     warn!("UDP GSO refused ({e}): sending datagrams one by one from now on");
                     sockets.gso.store(false, std::sync::atomic::Ordering::Relaxed);
                     for q in &self.queued[a..b] {
-                        sockets.send_on(q.sock, q.dest, &self.buf[q.off..q.off + q.len]);
+                        sockets.send_on(q.sock, q.dest, &q.data);
                     }
                 } else {
                     debug!(destination = %self.queued[a].dest, "udp send failed: {e}");

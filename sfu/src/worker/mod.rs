@@ -465,7 +465,7 @@ impl Worker {
         loop {
             match peer.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
-                    out.push(&shared.sockets, t.source, t.destination, &t.contents)
+                    out.push(&shared.sockets, t.source, t.destination, t.contents.into())
                 }
                 Ok(Output::Event(e)) => on_event(peer, e, now, *idx, shared, actions),
                 Ok(Output::Timeout(t)) => {
@@ -1015,8 +1015,12 @@ impl Worker {
             for _ in 0..64 {
                 match peer.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {
-                        self.out
-                            .push(&self.shared.sockets, t.source, t.destination, &t.contents)
+                        self.out.push(
+                            &self.shared.sockets,
+                            t.source,
+                            t.destination,
+                            t.contents.into(),
+                        )
                     }
                     Ok(Output::Event(_)) => {}
                     _ => break,
