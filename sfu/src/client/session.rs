@@ -566,9 +566,15 @@ async fn drive(
         // the output after each as before.
         if let Some((source, data, at)) = rx.next() {
             if let Ok(contents) = data.try_into() {
-                let _ = rtc.handle_input(Input::Receive(at, Receive {
-                    proto: Protocol::Udp, source, destination: local, contents,
-                }));
+                let _ = rtc.handle_input(Input::Receive(
+                    at,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: local,
+                        contents,
+                    },
+                ));
             }
             continue;
         }

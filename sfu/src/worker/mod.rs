@@ -1014,14 +1014,12 @@ impl Worker {
             // Flush BYE/close_notify.
             for _ in 0..64 {
                 match peer.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        self.out.push(
-                            &self.shared.sockets,
-                            t.source,
-                            t.destination,
-                            t.contents.into(),
-                        )
-                    }
+                    Ok(Output::Transmit(t)) => self.out.push(
+                        &self.shared.sockets,
+                        t.source,
+                        t.destination,
+                        t.contents.into(),
+                    ),
                     Ok(Output::Event(_)) => {}
                     _ => break,
                 }
