@@ -530,7 +530,8 @@ async fn drive(
     ev: mpsc::UnboundedSender<ClientEvent>,
     ice: watch::Sender<IceConnectionState>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    // Datagrams are read in batches (recvmmsg): one wake-up per burst.
+    let mut rx = crate::udp::RecvBatch::new();
     let mut pending: Option<SdpPendingOffer> = None;
     let mut seqs: Vec<u64> = mids
         .iter()
@@ -597,14 +598,30 @@ async fn drive(
             let _ = ev.send(ClientEvent::Closed("rtc ended".into()));
             return;
         }
+        // Feed the rest of the last batch one datagram at a time, polling
+        // the output after each as before.
+        if let Some((source, data, at)) = rx.next() {
+            if let Ok(contents) = data.try_into() {
+                let _ = rtc.handle_input(Input::Receive(
+                    at,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: local,
+                        contents,
+                    },
+                ));
+            }
+            continue;
+        }
         let sleep = tokio::time::sleep_until(timeout.into());
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let Ok((n, source)) = r else { continue };
-                let Ok(contents) = buf[..n].try_into() else { continue };
-                let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive {
-                    proto: Protocol::Udp, source, destination: local, contents,
-                }));
+            r = socket.readable() => {
+                if r.is_ok() {
+                    use std::os::fd::AsRawFd;
+                    let fd = socket.as_raw_fd();
+                    let _ = socket.try_io(tokio::io::Interest::READABLE, || rx.fill(fd));
+                }
             }
             c = cmd_rx.recv() => match c {
                 Some(Cmd::SendLayer(rid, p)) => {

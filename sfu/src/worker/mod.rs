@@ -14,7 +14,7 @@ use crate::media::MediaPacket;
 use crate::metrics::Metrics;
 use crate::registry::{Publication, Registry};
 use crate::stats::MidCounters;
-use crate::udp::Sockets;
+use crate::udp::{SendBatch, Sockets};
 pub use peer::NewPeer;
 use peer::{Peer, PeerKind, Replay};
 use std::cmp::Reverse;
@@ -182,7 +182,19 @@ pub struct Worker {
     spare: Vec<Action>,
     /// Publications whose publisher left: (deadline, publication, generation).
     grace: Vec<(Instant, Arc<Publication>, u64)>,
+    /// Outgoing datagrams of this wake-up (`sendmmsg`/GSO), flushed before
+    /// the worker blocks again.
+    out: SendBatch,
+    /// While true, fan-outs of local viewers wait in `pending` until the
+    /// inbox batch is handled, then go viewer by viewer (see
+    /// [`Worker::flush_fanout`]).
+    defer: bool,
+    /// Publisher packets waiting for [`Worker::flush_fanout`], in arrival order.
+    pending: Vec<Arc<MediaPacket>>,
 }
+
+/// Most publisher packets held for one viewer-major fan-out pass.
+const PENDING_MAX: usize = 32;
 
 impl Worker {
     /// A worker with index `idx`.
@@ -196,6 +208,9 @@ impl Worker {
             actions: Vec::with_capacity(64),
             spare: Vec::with_capacity(64),
             grace: Vec::new(),
+            out: SendBatch::new(),
+            defer: false,
+            pending: Vec::with_capacity(PENDING_MAX),
         }
     }
 
@@ -205,6 +220,7 @@ impl Worker {
             let now = Instant::now();
             self.fire_timers(now);
             self.end_expired_publications(now);
+            self.out.flush(&self.shared.sockets);
             let wait = self
                 .timers
                 .peek()
@@ -217,6 +233,7 @@ impl Worker {
                 }));
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
+                    self.defer = true;
                     self.handle(msg);
                     // Drain what is queued before looking at timers again.
                     for _ in 0..256 {
@@ -225,6 +242,9 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
+                    self.defer = false;
+                    self.flush_fanout();
+                    self.out.flush(&self.shared.sockets);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -234,6 +254,7 @@ impl Worker {
         for id in ids {
             self.close_peer(id, "shutdown");
         }
+        self.out.flush(&self.shared.sockets);
     }
 
     fn handle(&mut self, msg: ShardMsg) {
@@ -248,7 +269,7 @@ impl Worker {
             ShardMsg::AddPeer(n) => self.add_peer(*n),
             ShardMsg::Close { peer, reason } => self.close_peer(peer, reason),
             ShardMsg::Media(pkt) => {
-                self.fanout_local(&pkt, Instant::now());
+                self.fanout_or_defer(pkt);
                 self.run_actions();
             }
             ShardMsg::KeyframeRequest {
@@ -307,6 +328,7 @@ impl Worker {
                 for id in ids {
                     self.close_peer(id, "server shutdown");
                 }
+                self.out.flush(&self.shared.sockets);
                 let _ = ack.send(n);
             }
             ShardMsg::PublicationEnded { publication } => {
@@ -434,6 +456,7 @@ impl Worker {
             actions,
             timers,
             idx,
+            out,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&id) else {
@@ -442,7 +465,7 @@ impl Worker {
         loop {
             match peer.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
-                    shared.sockets.send(t.source, t.destination, &t.contents)
+                    out.push(&shared.sockets, t.source, t.destination, t.contents.into())
                 }
                 Ok(Output::Event(e)) => on_event(peer, e, now, *idx, shared, actions),
                 Ok(Output::Timeout(t)) => {
@@ -566,7 +589,6 @@ impl Worker {
         {
             match a {
                 Action::Fanout(pkt, publication) => {
-                    let now = Instant::now();
                     for (s, count) in publication.viewers_per_shard.iter().enumerate() {
                         if s != self.idx && count.load(Ordering::Relaxed) > 0 {
                             match self.shared.shards[s].try_send(ShardMsg::Media(pkt.clone())) {
@@ -577,7 +599,7 @@ impl Worker {
                             }
                         }
                     }
-                    self.fanout_local(&pkt, now);
+                    self.fanout_or_defer(pkt);
                 }
                 Action::Keyframe {
                     publisher,
@@ -614,6 +636,61 @@ impl Worker {
                 Action::Close(id, reason) => self.close_peer(id, reason),
             }
         }
+    }
+
+    /// Fan `pkt` out to local viewers now, or, inside an inbox batch, after
+    /// it (viewer-major, [`Worker::flush_fanout`]).
+    fn fanout_or_defer(&mut self, pkt: Arc<MediaPacket>) {
+        if !self.defer {
+            self.fanout_local(&pkt, Instant::now());
+            return;
+        }
+        if self.pending.len() == PENDING_MAX {
+            self.flush_fanout();
+        }
+        self.pending.push(pkt);
+    }
+
+    /// Forward the held publisher packets viewer by viewer: each viewer gets
+    /// all of them (in arrival order) and is driven once, so its datagrams
+    /// leave back to back (one UDP GSO send per viewer and frame where the
+    /// kernel has it) and viewers complete a frame one after another instead
+    /// of all of them late during a keyframe burst. Per viewer and
+    /// publication the order is the arrival order, as without holding.
+    fn flush_fanout(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut i = 0;
+        while i < pending.len() {
+            // Packets of one publication: [i, j).
+            let publication = pending[i].publication;
+            let mut j = i + 1;
+            while j < pending.len() && pending[j].publication == publication {
+                j += 1;
+            }
+            let n = self.subs.get(&publication).map_or(0, Vec::len);
+            for k in 0..n {
+                let Some(&id) = self.subs.get(&publication).and_then(|v| v.get(k)) else {
+                    break;
+                };
+                let mut wrote = false;
+                for pkt in &pending[i..j] {
+                    wrote |= self.forward(id, pkt, now);
+                }
+                if wrote {
+                    self.drive(id, now);
+                }
+            }
+            i = j;
+        }
+        pending.clear();
+        if self.pending.is_empty() {
+            self.pending = pending; // keep the allocation
+        }
+        self.run_actions();
     }
 
     fn fanout_local(&mut self, pkt: &Arc<MediaPacket>, now: Instant) {
@@ -938,11 +1015,12 @@ impl Worker {
             // Flush BYE/close_notify.
             for _ in 0..64 {
                 match peer.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        self.shared
-                            .sockets
-                            .send(t.source, t.destination, &t.contents)
-                    }
+                    Ok(Output::Transmit(t)) => self.out.push(
+                        &self.shared.sockets,
+                        t.source,
+                        t.destination,
+                        t.contents.into(),
+                    ),
                     Ok(Output::Event(_)) => {}
                     _ => break,
                 }
