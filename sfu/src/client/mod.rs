@@ -12,5 +12,9 @@ pub mod http;
 pub mod ogg;
 mod session;
 pub mod sps;
+pub mod stun;
 
-pub use session::{ClientEvent, Options, OutPacket, Received, Refused, Session, Signalling, Track};
+pub use session::{
+    ClientEvent, GATHER_TIMEOUT, Gathered, Options, OutPacket, Received, Refused, Session,
+    Signalling, Track,
+};

@@ -2,6 +2,7 @@
 //! that drives the str0m `Rtc` over one UDP socket.
 
 use super::http::{HttpResponse, Url, request};
+use super::stun::{self, IceServer};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
 
 /// Which media a session sends or receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,28 @@ pub struct Options {
     /// Accept any TLS certificate for `https://` endpoints (`--insecure`,
     /// self-signed test servers).
     pub insecure: bool,
+    /// STUN/TURN servers to use besides those of the answer's `Link` headers
+    /// (RFC 9725 §4.6). Each `stun:` server is asked for this session's
+    /// server-reflexive address before the offer (RFC 8489 Binding, up to
+    /// [`GATHER_TIMEOUT`]); `turn:` servers are not used yet (logged).
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// How long the gathering of server-reflexive candidates may delay the offer
+/// (RFC 8489 §6.2.1 retransmissions at 0, 250 and 750 ms).
+pub const GATHER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A server-reflexive candidate this session learnt from a STUN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gathered {
+    /// The STUN server's URL.
+    pub server: String,
+    /// The candidate, as in SDP without `a=` (`candidate:… typ srflx raddr … rport …`).
+    pub candidate: String,
+    /// `None`: in the offer. `Some(status)`: learnt after the offer (from a
+    /// `Link` header) and sent by PATCH `application/trickle-ice-sdpfrag`
+    /// (RFC 9725 §4.3.1), answered with `status` (0: the request failed).
+    pub trickled: Option<u16>,
 }
 
 impl Default for Options {
@@ -56,6 +80,7 @@ impl Default for Options {
             token: None,
             tracks: vec![Track::Opus, Track::H264(0x42e01f)],
             insecure: false,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -158,6 +183,9 @@ pub struct Session {
     pub etag: Option<String>,
     /// The ICE agent's connection state, as str0m reports it.
     pub ice: watch::Receiver<IceConnectionState>,
+    /// Server-reflexive candidates learnt so far (from [`Options::ice_servers`]
+    /// before the offer, from the answer's `Link` headers after it).
+    pub gathered: watch::Receiver<Vec<Gathered>>,
     cmd: mpsc::UnboundedSender<Cmd>,
     token: Option<String>,
     extra_headers: Vec<(String, String)>,
@@ -304,6 +332,21 @@ impl Session {
         kinds.dedup();
         let mut rtc = cfg.build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        let mut gathered = Vec::new();
+        let early = resolve_stun(&opts.ice_servers, local).await;
+        for (server, mapped) in gather(&socket, &early, GATHER_TIMEOUT).await {
+            match srflx(&mut rtc, mapped, local) {
+                Some(candidate) => {
+                    info!("server-reflexive candidate {mapped} from {server}");
+                    gathered.push(Gathered {
+                        server,
+                        candidate,
+                        trickled: None,
+                    });
+                }
+                None => debug!("{server} maps us to {mapped}: same as a host candidate"),
+            }
+        }
         let mut api = rtc.sdp_api();
         let mut mids: Vec<(MediaKind, Mid)> = Vec::new();
         for k in &kinds {
@@ -365,10 +408,45 @@ impl Session {
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (ice_tx, ice) = watch::channel(IceConnectionState::New);
-        let task = tokio::spawn(drive(rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx));
+        // STUN servers named only by the answer's Link headers: asked now,
+        // their candidates trickled by PATCH.
+        let linked: Vec<IceServer> = stun::ice_servers_from_links(
+            resp.headers
+                .iter()
+                .filter(|(k, _)| k == "link")
+                .map(|(_, v)| v.as_str()),
+        )
+        .into_iter()
+        .filter(|l| !opts.ice_servers.iter().any(|o| o.url == l.url))
+        .collect();
+        let late = resolve_stun(&linked, local).await;
+        let (gathered_tx, gathered) = watch::channel(gathered);
+        let token = opts.token.or_else(|| query_token(endpoint));
+        let mut patch_headers = vec![(
+            "content-type".to_string(),
+            "application/trickle-ice-sdpfrag".to_string(),
+        )];
+        if let Some(t) = &token {
+            patch_headers.push(("authorization".into(), format!("Bearer {t}")));
+        }
+        if let Some(e) = resp.header("etag") {
+            patch_headers.push(("if-match".into(), e.to_string()));
+        }
+        patch_headers.extend(sig.headers.iter().cloned());
+        let trickle = Trickle {
+            url: location.clone(),
+            headers: patch_headers,
+            offer: offer_sdp,
+            servers: late,
+            gathered: gathered_tx,
+        };
+        let task = tokio::spawn(drive(
+            rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx, trickle,
+        ));
         Ok(Session {
             etag: resp.header("etag").map(str::to_string),
             ice,
+            gathered,
             location,
             answer: resp.body.clone(),
             response: resp,
@@ -376,7 +454,7 @@ impl Session {
             cmd,
             // A token given in the endpoint's query (`?token=`) authorizes the
             // DELETE too: the Location never carries it.
-            token: opts.token.or_else(|| query_token(endpoint)),
+            token,
             extra_headers: sig.headers,
             task,
         })
@@ -492,6 +570,34 @@ impl Session {
     }
 }
 
+/// STUN servers learnt after the offer, and how to trickle what they tell.
+struct Trickle {
+    url: Url,
+    headers: Vec<(String, String)>,
+    /// The offer as POSTed (ICE credentials and first m-line for the fragment).
+    offer: String,
+    servers: Vec<(String, SocketAddr)>,
+    gathered: watch::Sender<Vec<Gathered>>,
+}
+
+/// One outstanding Binding request.
+struct Pending {
+    tid: stun::TransactionId,
+    url: String,
+    server: SocketAddr,
+    sent: u32,
+    next: Instant,
+}
+
+/// Retransmission times of a Binding request after the first send (RFC
+/// 8489 §6.2.1 with RTO 250 ms), then given up.
+const STUN_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_millis(750),
+    Duration::from_millis(1750),
+];
+
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     mut rtc: Rtc,
     socket: UdpSocket,
@@ -500,8 +606,21 @@ async fn drive(
     mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ev: mpsc::UnboundedSender<ClientEvent>,
     ice: watch::Sender<IceConnectionState>,
+    trickle: Trickle,
 ) {
     let mut buf = vec![0u8; 2048];
+    let now = Instant::now();
+    let mut stun_pending: Vec<Pending> = trickle
+        .servers
+        .iter()
+        .map(|(url, server)| Pending {
+            tid: stun::new_transaction_id(),
+            url: url.clone(),
+            server: *server,
+            sent: 0,
+            next: now,
+        })
+        .collect();
     let mut pending: Option<SdpPendingOffer> = None;
     let mut seqs: Vec<u64> = mids
         .iter()
@@ -561,10 +680,47 @@ async fn drive(
             let _ = ev.send(ClientEvent::Closed("rtc ended".into()));
             return;
         }
+        let now = Instant::now();
+        stun_pending.retain_mut(|p| {
+            if p.next > now {
+                return true;
+            }
+            let Some(after) = STUN_RETRIES.get(p.sent as usize) else {
+                debug!("no answer from {} ({})", p.url, p.server);
+                return false;
+            };
+            let _ = socket.try_send_to(&stun::binding_request(&p.tid), p.server);
+            p.next = now + *after;
+            p.sent += 1;
+            true
+        });
+        let timeout = stun_pending
+            .iter()
+            .map(|p| p.next)
+            .fold(timeout, Instant::min);
         let sleep = tokio::time::sleep_until(timeout.into());
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = r else { continue };
+                // A Binding response to one of our requests (matched by
+                // transaction ID); everything else is str0m's.
+                if let Some(tid) = stun::transaction_id(&buf[..n])
+                    && let Some(i) = stun_pending.iter().position(|p| p.tid == tid && p.server == source)
+                {
+                    let p = stun_pending.swap_remove(i);
+                    let Some(mapped) = stun::parse_binding_success(&buf[..n]) else {
+                        debug!("{}: Binding failed", p.url);
+                        continue;
+                    };
+                    match srflx(&mut rtc, mapped, local) {
+                        Some(candidate) => {
+                            info!("server-reflexive candidate {mapped} from {} (trickled)", p.url);
+                            send_trickle(&trickle, p.url, candidate);
+                        }
+                        None => debug!("{} maps us to {mapped}: same as a host candidate", p.url),
+                    }
+                    continue;
+                }
                 let Ok(contents) = buf[..n].try_into() else { continue };
                 let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive {
                     proto: Protocol::Udp, source, destination: local, contents,
@@ -641,6 +797,153 @@ async fn drive(
             }
         }
     }
+}
+
+/// Add a server-reflexive candidate for `mapped` (base `local`); its SDP
+/// form, or `None` when str0m drops it as redundant (the same address as
+/// the host candidate: no NAT between us and the STUN server).
+fn srflx(rtc: &mut Rtc, mapped: SocketAddr, local: SocketAddr) -> Option<String> {
+    let c = Candidate::server_reflexive(mapped, local, "udp").ok()?;
+    rtc.add_local_candidate(c)
+        .map(|c| c.to_sdp_string().trim_start_matches("a=").to_string())
+}
+
+/// PATCH one candidate to the session (RFC 9725 §4.3.1, RFC 8840 fragment:
+/// the offer's ICE credentials, its first m-line and mid, the candidate), in
+/// the background; the status lands in [`Session::gathered`].
+fn send_trickle(t: &Trickle, server: String, candidate: String) {
+    let mut frag = String::new();
+    for l in crate::http::sdpfrag::ice_fragment(&t.offer).lines() {
+        if !l.starts_with("a=candidate:") && l != "a=end-of-candidates" {
+            frag.push_str(l);
+            frag.push_str("\r\n");
+        }
+    }
+    frag.push_str(&format!("a={candidate}\r\n"));
+    let (url, headers, tx) = (t.url.clone(), t.headers.clone(), t.gathered.clone());
+    tokio::spawn(async move {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let status = match request("PATCH", &url, &h, Some(frag)).await {
+            Ok(r) => {
+                if r.status >= 300 {
+                    warn!(
+                        "trickle PATCH {} answered {}: {}",
+                        url.path,
+                        r.status,
+                        r.body.trim()
+                    );
+                } else {
+                    debug!("trickled {candidate}: {}", r.status);
+                }
+                r.status
+            }
+            Err(e) => {
+                warn!("trickle PATCH {}: {e:#}", url.path);
+                0
+            }
+        };
+        tx.send_modify(|g| {
+            g.push(Gathered {
+                server,
+                candidate,
+                trickled: Some(status),
+            })
+        });
+    });
+}
+
+/// The `stun:` servers of `servers`, resolved to addresses of `local`'s IP
+/// family (names that do not resolve, and `turn:` servers, are logged and
+/// skipped).
+async fn resolve_stun(servers: &[IceServer], local: SocketAddr) -> Vec<(String, SocketAddr)> {
+    let mut out = Vec::new();
+    for s in servers {
+        let (scheme, hostport) = match stun::server_address(&s.url) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("ICE server {e}");
+                continue;
+            }
+        };
+        if scheme != "stun" {
+            warn!(
+                "ICE server {}: {scheme}: is not supported yet (STUN over UDP only; no relay candidate)",
+                s.url
+            );
+            continue;
+        }
+        match tokio::net::lookup_host(hostport.as_str()).await {
+            Ok(addrs) => match addrs.into_iter().find(|a| a.is_ipv4() == local.is_ipv4()) {
+                Some(a) => out.push((s.url.clone(), a)),
+                None => warn!("ICE server {}: no address of our IP family", s.url),
+            },
+            Err(e) => warn!("ICE server {}: {e}", s.url),
+        }
+    }
+    out
+}
+
+/// Ask each server for our mapped address from `socket` (before the offer:
+/// nothing else arrives on it yet), retransmitting per [`STUN_RETRIES`],
+/// until all answered or `limit` passed. Returns `(url, mapped)` pairs.
+async fn gather(
+    socket: &UdpSocket,
+    servers: &[(String, SocketAddr)],
+    limit: Duration,
+) -> Vec<(String, SocketAddr)> {
+    let mut out = Vec::new();
+    if servers.is_empty() {
+        return out;
+    }
+    let start = tokio::time::Instant::now();
+    let deadline = start + limit;
+    let mut pending: Vec<(stun::TransactionId, &str, SocketAddr)> = servers
+        .iter()
+        .map(|(u, a)| (stun::new_transaction_id(), u.as_str(), *a))
+        .collect();
+    let mut buf = [0u8; 1500];
+    let mut round = 0;
+    while !pending.is_empty() {
+        for (tid, _, a) in &pending {
+            let _ = socket.send_to(&stun::binding_request(tid), a).await;
+        }
+        let next = STUN_RETRIES
+            .get(round)
+            .map_or(deadline, |d| (start + *d).min(deadline));
+        round += 1;
+        loop {
+            match tokio::time::timeout_at(next, socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) => {
+                    let Some(tid) = stun::transaction_id(&buf[..n]) else {
+                        continue;
+                    };
+                    let Some(i) = pending.iter().position(|p| p.0 == tid && p.2 == from) else {
+                        continue;
+                    };
+                    let (_, url, _) = pending.swap_remove(i);
+                    match stun::parse_binding_success(&buf[..n]) {
+                        Some(m) => out.push((url.to_string(), m)),
+                        None => debug!("{url}: Binding failed"),
+                    }
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Ok(Err(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for (_, url, a) in &pending {
+                warn!("ICE server {url} ({a}): no STUN answer within {limit:?}");
+            }
+            break;
+        }
+    }
+    out
 }
 
 /// `token` query parameter of a URL, if any.
