@@ -94,8 +94,9 @@ pub struct Cli {
     #[arg(long, default_value = "0", value_parser = parse_secs0)]
     pub give_up_after: Duration,
 
-    /// STUN/TURN server `URL[,user,credential]` (repeatable). Accepted for
-    /// compatibility; this version offers host candidates only.
+    /// STUN/TURN server `URL[,user,credential]` (repeatable). Each `stun:`
+    /// server is asked for our public (server-reflexive) address, offered as
+    /// an ICE candidate; `turn:`/`turns:` are accepted but not used yet.
     #[arg(long = "ice-server", value_parser = IceServer::parse)]
     pub ice_servers: Vec<IceServer>,
 }

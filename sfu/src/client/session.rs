@@ -869,10 +869,16 @@ async fn resolve_stun(servers: &[IceServer], local: SocketAddr) -> Vec<(String, 
             }
         };
         if scheme != "stun" {
-            warn!(
-                "ICE server {}: {scheme}: is not supported yet (STUN over UDP only; no relay candidate)",
-                s.url
-            );
+            // Said once per process: a server's TURN Link headers come
+            // with every session.
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                warn!(
+                    "ICE server {}: {scheme}: is not supported yet (STUN over UDP only; no \
+                     relay candidate)",
+                    s.url
+                )
+            });
             continue;
         }
         match tokio::net::lookup_host(hostport.as_str()).await {
