@@ -95,10 +95,16 @@ pub struct Cli {
     pub give_up_after: Duration,
 
     /// STUN/TURN server `URL[,user,credential]` (repeatable). Each `stun:`
-    /// server is asked for our public (server-reflexive) address, offered as
-    /// an ICE candidate; `turn:`/`turns:` are accepted but not used yet.
+    /// server is asked for our public (server-reflexive) address; the first
+    /// `turn:` server (UDP, with user and credential) relays for us (a relay
+    /// candidate). `turns:` is not supported.
     #[arg(long = "ice-server", value_parser = IceServer::parse)]
     pub ice_servers: Vec<IceServer>,
+
+    /// Offer only the TURN relay candidate (no host or server-reflexive
+    /// ones): all media goes through the `--ice-server turn:` relay.
+    #[arg(long)]
+    pub relay_only: bool,
 }
 
 /// One `--ice-server` value.

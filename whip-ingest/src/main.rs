@@ -140,6 +140,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 credential: s.credential.clone(),
             })
             .collect(),
+        relay_only: cli.relay_only,
     };
     publish::run(cfg, info, rx, go_tx, keyframes).await
 }

@@ -45,6 +45,8 @@ pub struct Config {
     /// `--ice-server` values: `stun:` servers give a server-reflexive
     /// candidate before each offer (`turn:` is not supported yet).
     pub ice_servers: Vec<sfu::client::stun::IceServer>,
+    /// `--relay-only`: offer the TURN relay candidate only.
+    pub relay_only: bool,
 }
 
 /// Caches SPS/PPS by id and puts them in front of every IDR that lacks them.
@@ -232,6 +234,7 @@ fn post(
     insecure: bool,
     tracks: Vec<Track>,
     ice_servers: Vec<sfu::client::stun::IceServer>,
+    relay_only: bool,
 ) -> Posting {
     Box::pin(async move {
         let authority = Url::parse(&url)?.authority;
@@ -243,6 +246,7 @@ fn post(
             tracks,
             insecure,
             ice_servers,
+            relay_only,
             ..Options::default()
         };
         let sig = Signalling {
@@ -339,6 +343,7 @@ impl Run {
                     self.cfg.insecure,
                     tracks,
                     self.cfg.ice_servers.clone(),
+                    self.cfg.relay_only,
                 ));
                 self.phase = Phase::Posting;
             }

@@ -11,12 +11,18 @@
 //! - A server whose answer carries `Link: <stun:…>; rel="ice-server"` (RFC
 //!   9725 §4.6): the candidate is learnt after the answer and trickled by
 //!   PATCH `application/trickle-ice-sdpfrag`, which the server accepts.
+//! - TURN (RFC 8656) with coturn (`turnserver`, Debian's `coturn`) on
+//!   loopback: `--ice-server turn:…,user,pass --relay-only` offers only the
+//!   relayed candidate, so every packet goes through coturn; a viewer still
+//!   gets the media. A TURN server named only in a `Link` header gets its
+//!   relay candidate trickled.
 
 mod common;
 
 use common::*;
 use sfu::config::{Config, IceServer};
 use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -167,4 +173,155 @@ async fn stun_server_from_a_link_header_is_trickled() {
         "{trickled}"
     );
     assert!(!log.contains("trickle PATCH"), "no failed PATCH:\n{log}");
+}
+
+/// coturn on 127.0.0.1 (UDP only, long-term credentials `u`/`p`, realm
+/// `test`, relaying to loopback peers); killed when dropped.
+struct Coturn {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Coturn {
+    fn start(dir: &std::path::Path) -> Coturn {
+        let port = free_udp_ports();
+        let log = dir.join("turnserver.log");
+        let child = Command::new("turnserver")
+            .args([
+                "-n",
+                "--listening-ip",
+                "127.0.0.1",
+                "--relay-ip",
+                "127.0.0.1",
+            ])
+            .args(["--listening-port", &port.to_string()])
+            .args([
+                "--allow-loopback-peers",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--no-tcp",
+            ])
+            .args([
+                "--lt-cred-mech",
+                "--user",
+                "u:p",
+                "--realm",
+                "test",
+                "--simple-log",
+            ])
+            .args(["--log-file", log.to_str().unwrap(), "-v"])
+            .args(["--pidfile", dir.join("turnserver.pid").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver (Debian's coturn; tests/run.sh installs it)");
+        // Listening once a Binding request is answered.
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let req = sfu::client::stun::binding_request(&[3; 12]);
+        let mut buf = [0u8; 512];
+        for _ in 0..50 {
+            let _ = probe.send_to(&req, ("127.0.0.1", port));
+            if let Ok(n) = probe.recv(&mut buf)
+                && sfu::client::stun::parse_binding_success(&buf[..n]).is_some()
+            {
+                return Coturn { child, port, log };
+            }
+        }
+        panic!("turnserver did not answer on 127.0.0.1:{port}");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_relay_carries_the_media_when_only_the_relay_candidate_is_offered() {
+    let dir = temp_dir("turn");
+    let turn = Coturn::start(&dir);
+    let base = start_server().await;
+    let server = format!("turn:127.0.0.1:{}", turn.port);
+    let log = publish_and_view(
+        &base,
+        "turnrelay",
+        &["--ice-server", &format!("{server},u,p"), "--relay-only"],
+    )
+    .await;
+    let line = format!("relay candidate 127.0.0.1:");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&line) && l.contains(&server) && !l.contains("trickled")),
+        "no relay candidate from {server} in the offer:\n{log}"
+    );
+    // coturn logs the session's end (after our deallocating Refresh) with
+    // its packet counts.
+    let mut tlog = turn.log();
+    for _ in 0..50 {
+        if tlog.contains("usage:") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        tlog = turn.log();
+    }
+    assert!(
+        tlog.contains("ALLOCATE processed, success"),
+        "coturn allocated:\n{tlog}"
+    );
+    assert!(
+        tlog.contains("CREATE_PERMISSION processed, success"),
+        "coturn permitted the server's address:\n{tlog}"
+    );
+    // What the relay sent on to the peer (the sfu): the media.
+    let relayed: u64 = tlog
+        .lines()
+        .find(|l| l.contains("peer usage:"))
+        .and_then(|l| l.split("sp=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peer usage in coturn's log:\n{tlog}"));
+    assert!(relayed >= 100, "{relayed} packets relayed to the sfu");
+    eprintln!("turn: {relayed} packets relayed to the sfu");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_server_from_a_link_header_gives_a_trickled_relay_candidate() {
+    let dir = temp_dir("turnlink");
+    let turn = Coturn::start(&dir);
+    let server = format!("turn:127.0.0.1:{}", turn.port);
+    let base = start_server_with(Config {
+        workers: 2,
+        rate_limit: 0.0,
+        ice_servers: vec![IceServer {
+            url: server.clone(),
+            username: Some("u".into()),
+            credential: Some("p".into()),
+        }],
+        ..Config::default()
+    })
+    .await;
+    let log = publish_and_view(&base, "turnlink", &[]).await;
+    assert!(
+        log.lines()
+            .any(|l| l.contains("relay candidate 127.0.0.1:") && l.contains("(trickled)")),
+        "no trickled relay candidate:\n{log}"
+    );
+    let trickled = log
+        .lines()
+        .find(|l| l.contains("trickled candidate:") && l.contains("typ relay"))
+        .unwrap_or_else(|| panic!("no trickle PATCH of the relay candidate:\n{log}"));
+    assert!(trickled.trim_end().ends_with(": 204"), "{trickled}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

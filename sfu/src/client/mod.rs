@@ -13,6 +13,7 @@ pub mod ogg;
 mod session;
 pub mod sps;
 pub mod stun;
+pub mod turn;
 
 pub use session::{
     ClientEvent, GATHER_TIMEOUT, Gathered, Options, OutPacket, Received, Refused, Session,

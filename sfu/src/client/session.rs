@@ -3,6 +3,7 @@
 
 use super::http::{HttpResponse, Url, request};
 use super::stun::{self, IceServer};
+use super::turn::{Turn, TurnInput};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,8 +53,14 @@ pub struct Options {
     /// STUN/TURN servers to use besides those of the answer's `Link` headers
     /// (RFC 9725 §4.6). Each `stun:` server is asked for this session's
     /// server-reflexive address before the offer (RFC 8489 Binding, up to
-    /// [`GATHER_TIMEOUT`]); `turn:` servers are not used yet (logged).
+    /// [`GATHER_TIMEOUT`]); the first `turn:` server (UDP, with username
+    /// and credential) gets an allocation (RFC 8656) whose relayed address
+    /// is offered as a relay candidate.
     pub ice_servers: Vec<IceServer>,
+    /// Offer and use only the TURN relay candidate (no host or
+    /// server-reflexive ones), like WebRTC's `iceTransportPolicy: "relay"`.
+    /// Without a working TURN server the session cannot connect.
+    pub relay_only: bool,
 }
 
 /// How long the gathering of server-reflexive candidates may delay the offer
@@ -81,6 +88,7 @@ impl Default for Options {
             tracks: vec![Track::Opus, Track::H264(0x42e01f)],
             insecure: false,
             ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
@@ -331,9 +339,33 @@ impl Session {
         }
         kinds.dedup();
         let mut rtc = cfg.build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        if !opts.relay_only {
+            rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        }
         let mut gathered = Vec::new();
-        let early = resolve_stun(&opts.ice_servers, local).await;
+        let mut turn = None;
+        if let Some(t) = allocate(&socket, &opts.ice_servers, local).await {
+            let relayed = t.relayed.expect("allocated");
+            let c = Candidate::relayed(relayed, local, "udp")?;
+            if let Some(c) = rtc.add_local_candidate(c) {
+                info!("relay candidate {relayed} from {}", t.url);
+                gathered.push(Gathered {
+                    server: t.url.clone(),
+                    candidate: c.to_sdp_string(),
+                    trickled: None,
+                });
+            }
+            turn = Some(t);
+        }
+        if opts.relay_only && turn.is_none() {
+            anyhow::bail!("relay only, but no TURN allocation (see the log)");
+        }
+        let stun_servers: &[IceServer] = if opts.relay_only {
+            &[]
+        } else {
+            &opts.ice_servers
+        };
+        let early = resolve_stun(stun_servers, local).await;
         for (server, mapped) in gather(&socket, &early, GATHER_TIMEOUT).await {
             match srflx(&mut rtc, mapped, local) {
                 Some(candidate) => {
@@ -419,7 +451,25 @@ impl Session {
         .into_iter()
         .filter(|l| !opts.ice_servers.iter().any(|o| o.url == l.url))
         .collect();
-        let late = resolve_stun(&linked, local).await;
+        let mut late_candidates = Vec::new();
+        if turn.is_none()
+            && let Some(t) = allocate(&socket, &linked, local).await
+        {
+            let relayed = t.relayed.expect("allocated");
+            if let Some(c) = rtc.add_local_candidate(Candidate::relayed(relayed, local, "udp")?) {
+                info!("relay candidate {relayed} from {} (trickled)", t.url);
+                late_candidates.push((t.url.clone(), c.to_sdp_string()));
+            }
+            turn = Some(t);
+        }
+        if let Some(t) = &mut turn {
+            permit(&socket, t, &remote_addrs(&resp.body)).await;
+        }
+        let late = if opts.relay_only {
+            Vec::new()
+        } else {
+            resolve_stun(&linked, local).await
+        };
         let (gathered_tx, gathered) = watch::channel(gathered);
         let token = opts.token.or_else(|| query_token(endpoint));
         let mut patch_headers = vec![(
@@ -440,8 +490,11 @@ impl Session {
             servers: late,
             gathered: gathered_tx,
         };
+        for (server, c) in late_candidates {
+            send_trickle(&trickle, server, c);
+        }
         let task = tokio::spawn(drive(
-            rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx, trickle,
+            rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx, trickle, turn,
         ));
         Ok(Session {
             etag: resp.header("etag").map(str::to_string),
@@ -597,16 +650,41 @@ const STUN_RETRIES: [Duration; 3] = [
     Duration::from_millis(1750),
 ];
 
+/// The session task: [`drive_inner`], then the TURN allocation (if any) is
+/// freed whichever way the session ended.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
-    mut rtc: Rtc,
+    rtc: Rtc,
     socket: UdpSocket,
+    local: SocketAddr,
+    mids: Vec<(MediaKind, Mid)>,
+    cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ev: mpsc::UnboundedSender<ClientEvent>,
+    ice: watch::Sender<IceConnectionState>,
+    trickle: Trickle,
+    mut turn: Option<Turn>,
+) {
+    drive_inner(
+        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn,
+    )
+    .await;
+    if let Some(r) = &mut turn {
+        let m = r.deallocate();
+        let _ = socket.send_to(&m, r.server).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive_inner(
+    mut rtc: Rtc,
+    socket: &UdpSocket,
     local: SocketAddr,
     mids: Vec<(MediaKind, Mid)>,
     mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ev: mpsc::UnboundedSender<ClientEvent>,
     ice: watch::Sender<IceConnectionState>,
     trickle: Trickle,
+    turn: &mut Option<Turn>,
 ) {
     let mut buf = vec![0u8; 2048];
     let now = Instant::now();
@@ -634,9 +712,15 @@ async fn drive(
     loop {
         let timeout = loop {
             match rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
+                Ok(Output::Transmit(t)) => match &turn {
+                    Some(r) if r.relayed == Some(t.source) => {
+                        let m = r.send(t.destination, &t.contents);
+                        let _ = socket.send_to(&m, r.server).await;
+                    }
+                    _ => {
+                        let _ = socket.send_to(&t.contents, t.destination).await;
+                    }
+                },
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Event(e)) => {
                     let out = match e {
@@ -694,10 +778,16 @@ async fn drive(
             p.sent += 1;
             true
         });
-        let timeout = stun_pending
+        let mut timeout = stun_pending
             .iter()
             .map(|p| p.next)
             .fold(timeout, Instant::min);
+        if let Some(r) = turn.as_mut() {
+            for m in r.timers(now) {
+                let _ = socket.try_send_to(&m, r.server);
+            }
+            timeout = timeout.min(r.next_timer());
+        }
         let sleep = tokio::time::sleep_until(timeout.into());
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
@@ -718,6 +808,27 @@ async fn drive(
                             send_trickle(&trickle, p.url, candidate);
                         }
                         None => debug!("{} maps us to {mapped}: same as a host candidate", p.url),
+                    }
+                    continue;
+                }
+                if let Some(r) = turn.as_mut()
+                    && r.is_from(source)
+                {
+                    match r.input(&buf[..n]) {
+                        TurnInput::Data(peer, data) => {
+                            let relayed = r.relayed.unwrap_or(local);
+                            if let Ok(contents) = data.as_slice().try_into() {
+                                let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive {
+                                    proto: Protocol::Udp, source: peer, destination: relayed, contents,
+                                }));
+                            }
+                        }
+                        TurnInput::Handled(out) => {
+                            for m in out {
+                                let _ = socket.try_send_to(&m, r.server);
+                            }
+                        }
+                        TurnInput::Other => {}
                     }
                     continue;
                 }
@@ -784,7 +895,13 @@ async fn drive(
                     let _ = rtc.close();
                     for _ in 0..64 {
                         match rtc.poll_output() {
-                            Ok(Output::Transmit(t)) => { let _ = socket.send_to(&t.contents, t.destination).await; }
+                            Ok(Output::Transmit(t)) => {
+                                let (to, m) = match &turn {
+                                    Some(r) if r.relayed == Some(t.source) => (r.server, r.send(t.destination, &t.contents)),
+                                    _ => (t.destination, t.contents.to_vec()),
+                                };
+                                let _ = socket.send_to(&m, to).await;
+                            }
                             Ok(Output::Event(_)) => {}
                             _ => break,
                         }
@@ -868,14 +985,18 @@ async fn resolve_stun(servers: &[IceServer], local: SocketAddr) -> Vec<(String, 
                 continue;
             }
         };
+        if scheme == "turn" {
+            // Allocated by `allocate`.
+            continue;
+        }
         if scheme != "stun" {
-            // Said once per process: a server's TURN Link headers come
-            // with every session.
+            // Said once per process: a server's Link headers come with
+            // every session.
             static ONCE: std::sync::Once = std::sync::Once::new();
             ONCE.call_once(|| {
                 warn!(
-                    "ICE server {}: {scheme}: is not supported yet (STUN over UDP only; no \
-                     relay candidate)",
+                    "ICE server {}: {scheme}: (over TLS) is not supported; stun: and turn: over \
+                     UDP are",
                     s.url
                 )
             });
@@ -890,6 +1011,110 @@ async fn resolve_stun(servers: &[IceServer], local: SocketAddr) -> Vec<(String, 
         }
     }
     out
+}
+
+/// The first `turn:` server of `servers` with credentials, allocated from
+/// `socket` (within [`GATHER_TIMEOUT`]); `None` (logged) when there is none
+/// or it fails. Only `turn:` over UDP: `turns:` and `?transport=tcp` are
+/// skipped.
+async fn allocate(socket: &UdpSocket, servers: &[IceServer], local: SocketAddr) -> Option<Turn> {
+    for s in servers {
+        let Ok(("turn", hostport)) = stun::server_address(&s.url) else {
+            continue;
+        };
+        if s.url.contains("transport=tcp") {
+            warn!("ICE server {}: TURN over TCP is not supported", s.url);
+            continue;
+        }
+        let (Some(user), Some(pass)) = (&s.username, &s.credential) else {
+            warn!("ICE server {}: TURN without username/credential", s.url);
+            continue;
+        };
+        let addr = match tokio::net::lookup_host(hostport.as_str()).await {
+            Ok(mut a) => a.find(|a| a.is_ipv4() && local.is_ipv4()),
+            Err(e) => {
+                warn!("ICE server {}: {e}", s.url);
+                continue;
+            }
+        };
+        let Some(addr) = addr else {
+            warn!(
+                "ICE server {}: no IPv4 address (TURN here is IPv4 only)",
+                s.url
+            );
+            continue;
+        };
+        let mut t = Turn::new(&s.url, addr, user, pass);
+        let first = t.allocate();
+        turn_exchange(socket, &mut t, first).await;
+        match (&t.relayed, &t.failed) {
+            (Some(_), _) => return Some(t),
+            (None, Some(why)) => warn!("ICE server {}: {why}", s.url),
+            (None, None) => warn!(
+                "ICE server {}: no TURN answer within {GATHER_TIMEOUT:?}",
+                s.url
+            ),
+        }
+    }
+    None
+}
+
+/// CreatePermission for `peers` on the allocation (before the session task
+/// starts; errors are logged).
+async fn permit(socket: &UdpSocket, t: &mut Turn, peers: &[SocketAddr]) {
+    if let Some(m) = t.permit(peers) {
+        turn_exchange(socket, t, m).await;
+        if !t.idle() {
+            warn!("{}: no answer to CreatePermission", t.url);
+        }
+    }
+}
+
+/// Send `msg` to the TURN server and handle its answers (and the retries
+/// they cause) until none is outstanding, resending after 500 ms, up to
+/// [`GATHER_TIMEOUT`]. Other datagrams are dropped (nothing else is expected
+/// before the session task starts).
+async fn turn_exchange(socket: &UdpSocket, t: &mut Turn, msg: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
+    let mut last = msg;
+    let mut buf = [0u8; 1500];
+    let _ = socket.send_to(&last, t.server).await;
+    let mut resend = tokio::time::Instant::now() + Duration::from_millis(500);
+    while !t.idle() && t.failed.is_none() {
+        match tokio::time::timeout_at(resend.min(deadline), socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if t.is_from(from) => {
+                if let TurnInput::Handled(out) = t.input(&buf[..n]) {
+                    for m in out {
+                        let _ = socket.send_to(&m, t.server).await;
+                        last = m;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) if tokio::time::Instant::now() >= deadline => return,
+            Err(_) => {
+                let _ = socket.send_to(&last, t.server).await;
+                resend += Duration::from_millis(500);
+            }
+        }
+    }
+}
+
+/// The addresses of an SDP's `a=candidate` lines (UDP).
+fn remote_addrs(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            if !f.get(2)?.eq_ignore_ascii_case("udp") {
+                return None;
+            }
+            Some(SocketAddr::new(
+                f.get(4)?.parse().ok()?,
+                f.get(5)?.parse().ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// Ask each server for our mapped address from `socket` (before the offer:

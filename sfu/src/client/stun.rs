@@ -79,6 +79,12 @@ pub fn parse_binding_success(b: &[u8]) -> Option<SocketAddr> {
     plain
 }
 
+/// The address in an XOR-MAPPED/-PEER/-RELAYED-ADDRESS value of a message
+/// with transaction ID `tid` (RFC 8489 §14.2).
+pub fn xor_address_value(v: &[u8], tid: &TransactionId) -> Option<SocketAddr> {
+    address(v, Some(tid))
+}
+
 /// An address attribute value: 0, family (1 = IPv4, 2 = IPv6), port,
 /// address; XOR-ed with the cookie (and transaction ID) when `xor` is given.
 fn address(v: &[u8], xor: Option<&TransactionId>) -> Option<SocketAddr> {
