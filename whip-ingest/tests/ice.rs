@@ -217,6 +217,8 @@ impl Coturn {
             .stderr(Stdio::null())
             .spawn()
             .expect("turnserver (Debian's coturn; tests/run.sh installs it)");
+        // Killed by Drop also if it never answers.
+        let turn = Coturn { child, port, log };
         // Listening once a Binding request is answered.
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe
@@ -229,7 +231,7 @@ impl Coturn {
             if let Ok(n) = probe.recv(&mut buf)
                 && sfu::client::stun::parse_binding_success(&buf[..n]).is_some()
             {
-                return Coturn { child, port, log };
+                return turn;
             }
         }
         panic!("turnserver did not answer on 127.0.0.1:{port}");
@@ -259,10 +261,10 @@ async fn turn_relay_carries_the_media_when_only_the_relay_candidate_is_offered()
         &["--ice-server", &format!("{server},u,p"), "--relay-only"],
     )
     .await;
-    let line = format!("relay candidate 127.0.0.1:");
+    let line = "relay candidate 127.0.0.1:";
     assert!(
         log.lines()
-            .any(|l| l.contains(&line) && l.contains(&server) && !l.contains("trickled")),
+            .any(|l| l.contains(line) && l.contains(&server) && !l.contains("trickled")),
         "no relay candidate from {server} in the offer:\n{log}"
     );
     // coturn logs the session's end (after our deallocating Refresh) with

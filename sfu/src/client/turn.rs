@@ -32,6 +32,9 @@ const A_NONCE: u16 = 0x0015;
 const A_XOR_RELAYED_ADDRESS: u16 = 0x0016;
 const A_REQUESTED_TRANSPORT: u16 = 0x0019;
 
+/// STUN attributes to encode: (type, value).
+type Attrs = Vec<(u16, Vec<u8>)>;
+
 /// Permissions last 300 s (RFC 8656 §9); refreshed after this.
 const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
 
@@ -52,7 +55,7 @@ pub struct Turn {
     permitted: Vec<IpAddr>,
     /// Outstanding requests: transaction ID, method, message (re-sent on a
     /// 438 stale nonce or a 401 with fresh credentials).
-    pending: Vec<(TransactionId, u16, Vec<(u16, Vec<u8>)>)>,
+    pending: Vec<(TransactionId, u16, Attrs)>,
     /// When to send the next Refresh and CreatePermission.
     pub refresh_at: Instant,
     permission_at: Instant,
