@@ -247,6 +247,7 @@ fn post(
             insecure,
             ice_servers,
             relay_only,
+            link_ice_servers: true,
             ..Options::default()
         };
         let sig = Signalling {

@@ -61,16 +61,22 @@ pub struct Options {
     /// server-reflexive ones), like WebRTC's `iceTransportPolicy: "relay"`.
     /// Without a working TURN server the session cannot connect.
     pub relay_only: bool,
+    /// Also use the STUN/TURN servers of the answer's `Link: <…>;
+    /// rel="ice-server"` headers (RFC 9725 §4.6): their candidates are
+    /// learnt after the answer and trickled by PATCH. Off by default, so
+    /// tests and load runs against a server announcing unreachable ICE
+    /// servers do not wait for them.
+    pub link_ice_servers: bool,
 }
 
 /// How long the gathering of server-reflexive candidates may delay the offer
 /// (RFC 8489 §6.2.1 retransmissions at 0, 250 and 750 ms).
 pub const GATHER_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// A server-reflexive candidate this session learnt from a STUN server.
+/// A server-reflexive (STUN) or relay (TURN) candidate this session learnt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gathered {
-    /// The STUN server's URL.
+    /// The STUN or TURN server's URL.
     pub server: String,
     /// The candidate, as in SDP without `a=` (`candidate:… typ srflx raddr … rport …`).
     pub candidate: String,
@@ -89,6 +95,7 @@ impl Default for Options {
             insecure: false,
             ice_servers: Vec::new(),
             relay_only: false,
+            link_ice_servers: false,
         }
     }
 }
@@ -191,8 +198,9 @@ pub struct Session {
     pub etag: Option<String>,
     /// The ICE agent's connection state, as str0m reports it.
     pub ice: watch::Receiver<IceConnectionState>,
-    /// Server-reflexive candidates learnt so far (from [`Options::ice_servers`]
-    /// before the offer, from the answer's `Link` headers after it).
+    /// Server-reflexive and relay candidates learnt so far (from
+    /// [`Options::ice_servers`] before the offer; from the answer's `Link`
+    /// headers after it, with [`Options::link_ice_servers`]).
     pub gathered: watch::Receiver<Vec<Gathered>>,
     cmd: mpsc::UnboundedSender<Cmd>,
     token: Option<String>,
@@ -442,15 +450,14 @@ impl Session {
         let (ice_tx, ice) = watch::channel(IceConnectionState::New);
         // STUN servers named only by the answer's Link headers: asked now,
         // their candidates trickled by PATCH.
-        let linked: Vec<IceServer> = stun::ice_servers_from_links(
-            resp.headers
-                .iter()
-                .filter(|(k, _)| k == "link")
-                .map(|(_, v)| v.as_str()),
-        )
-        .into_iter()
-        .filter(|l| !opts.ice_servers.iter().any(|o| o.url == l.url))
-        .collect();
+        let links = resp
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "link" && opts.link_ice_servers);
+        let linked: Vec<IceServer> = stun::ice_servers_from_links(links.map(|(_, v)| v.as_str()))
+            .into_iter()
+            .filter(|l| !opts.ice_servers.iter().any(|o| o.url == l.url))
+            .collect();
         let mut late_candidates = Vec::new();
         if turn.is_none()
             && let Some(t) = allocate(&socket, &linked, local).await
