@@ -13,7 +13,7 @@ apt-get install -y -qq --no-install-recommends \
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice \
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \
-  gir1.2-gst-rtsp-server-1.0 \
+  gir1.2-gst-rtsp-server-1.0 coturn \
   chromium >/dev/null
 # Node.js 20 + npm come with the machine image; install Debian's only if absent.
 command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null

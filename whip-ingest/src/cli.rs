@@ -94,10 +94,17 @@ pub struct Cli {
     #[arg(long, default_value = "0", value_parser = parse_secs0)]
     pub give_up_after: Duration,
 
-    /// STUN/TURN server `URL[,user,credential]` (repeatable). Accepted for
-    /// compatibility; this version offers host candidates only.
+    /// STUN/TURN server `URL[,user,credential]` (repeatable). Each `stun:`
+    /// server is asked for our public (server-reflexive) address; the first
+    /// `turn:` server (UDP, with user and credential) relays for us (a relay
+    /// candidate). `turns:` is not supported.
     #[arg(long = "ice-server", value_parser = IceServer::parse)]
     pub ice_servers: Vec<IceServer>,
+
+    /// Offer only the TURN relay candidate (no host or server-reflexive
+    /// ones): all media goes through the `--ice-server turn:` relay.
+    #[arg(long)]
+    pub relay_only: bool,
 }
 
 /// One `--ice-server` value.

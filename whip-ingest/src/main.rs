@@ -131,7 +131,16 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         insecure: cli.insecure,
         give_up_after: cli.give_up_after,
         status: status::Mode::detect(cli.quiet),
-        ice_servers_given: !cli.ice_servers.is_empty(),
+        ice_servers: cli
+            .ice_servers
+            .iter()
+            .map(|s| sfu::client::stun::IceServer {
+                url: s.url.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect(),
+        relay_only: cli.relay_only,
     };
     publish::run(cfg, info, rx, go_tx, keyframes).await
 }

@@ -42,8 +42,11 @@ pub struct Config {
     pub give_up_after: Duration,
     /// Status display.
     pub status: Mode,
-    /// `--ice-server` values were given (not used yet).
-    pub ice_servers_given: bool,
+    /// `--ice-server` values: `stun:` servers give a server-reflexive
+    /// candidate before each offer (`turn:` is not supported yet).
+    pub ice_servers: Vec<sfu::client::stun::IceServer>,
+    /// `--relay-only`: offer the TURN relay candidate only.
+    pub relay_only: bool,
 }
 
 /// Caches SPS/PPS by id and puts them in front of every IDR that lacks them.
@@ -225,7 +228,14 @@ async fn local_ip_for(authority: &str) -> IpAddr {
 
 type Posting = Pin<Box<dyn Future<Output = anyhow::Result<Session>> + Send>>;
 
-fn post(url: String, token: Option<String>, insecure: bool, tracks: Vec<Track>) -> Posting {
+fn post(
+    url: String,
+    token: Option<String>,
+    insecure: bool,
+    tracks: Vec<Track>,
+    ice_servers: Vec<sfu::client::stun::IceServer>,
+    relay_only: bool,
+) -> Posting {
     Box::pin(async move {
         let authority = Url::parse(&url)?.authority;
         // (`..Options::default()` keeps this building when fields are added.)
@@ -235,6 +245,9 @@ fn post(url: String, token: Option<String>, insecure: bool, tracks: Vec<Track>) 
             token,
             tracks,
             insecure,
+            ice_servers,
+            relay_only,
+            link_ice_servers: true,
             ..Options::default()
         };
         let sig = Signalling {
@@ -330,6 +343,8 @@ impl Run {
                     self.cfg.token.clone(),
                     self.cfg.insecure,
                     tracks,
+                    self.cfg.ice_servers.clone(),
+                    self.cfg.relay_only,
                 ));
                 self.phase = Phase::Posting;
             }
@@ -458,9 +473,6 @@ pub async fn run(
         params.learn(p);
     }
     info!("source {}", info.describe);
-    if cfg.ice_servers_given {
-        warn!("--ice-server is accepted but not used yet: only host candidates are offered");
-    }
     let mut status = Status::new(cfg.status);
     let mut tick = tokio::time::interval(cfg.status.interval());
     tick.tick().await;
@@ -531,7 +543,7 @@ pub async fn run(
                         debug!(location = %s.location.path, "session created");
                         for (k, v) in &s.response.headers {
                             if k == "link" {
-                                debug!("server offers {v} (unused: host candidates only)");
+                                debug!("server offers ICE server {v}");
                             }
                         }
                         r.had_session = true;

@@ -5,7 +5,9 @@
 //! video frames arrive depacketized and are handed on as access units with
 //! the parameter sets (SPS/PPS, or VPS/SPS/PPS; from the stream or the SDP's
 //! `sprop-*`) in front of every IDR/IRAP; H.264 is preferred when a camera
-//! offers both. PCMU/PCMA audio is passed through. AAC and other audio
+//! offers both. PCMU/PCMA audio is passed through, and so is Opus with H.264
+//! video (through the raw-packet path: retina has no Opus depacketizer, see
+//! [`RtspSource::raw_session`]). AAC and other audio
 //! codecs are skipped with one warning (no transcoding); a camera without
 //! H.264 or H.265 video (e.g. AAC audio only) is an unusable source (exit 3).
 //! When the camera goes away (connection lost, RTSP server
@@ -19,11 +21,12 @@ use crate::publish::Backoff;
 use crate::rtp::Rebase;
 use futures_util::StreamExt;
 use retina::client::{
-    Credentials, PlayOptions, SessionGroup, SessionOptions, SetupOptions, TcpTransportOptions,
-    Transport, UdpTransportOptions,
+    Credentials, PacketItem, PlayOptions, SessionGroup, SessionOptions, SetupOptions,
+    TcpTransportOptions, Transport, UdpTransportOptions,
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use sfu::client::Track;
+use sfu::client::depay::H264Depacketizer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -46,6 +49,8 @@ pub struct RtspSource {
     transport: RtspTransport,
     stall: Duration,
     group: Arc<SessionGroup>,
+    /// RTP clock of the forwarded audio (8 kHz G.711, 48 kHz Opus).
+    audio_clock: u32,
 }
 
 /// Which streams of a DESCRIBE answer we use.
@@ -109,6 +114,9 @@ fn pick(streams: &[retina::client::Stream]) -> Result<Picked, String> {
                     "pcma" if audio.is_none() && s.clock_rate_hz() == 8000 => {
                         audio = Some((i, Track::Pcma))
                     }
+                    "opus" if audio.is_none() && s.clock_rate_hz() == 48_000 => {
+                        audio = Some((i, Track::Opus))
+                    }
                     _ if audio.is_none() && skipped_audio.is_none() => {
                         skipped_audio = Some(format!(
                             "camera audio is {enc}/{} Hz: not forwarded (WebRTC carries Opus or \
@@ -142,6 +150,18 @@ fn pick(streams: &[retina::client::Stream]) -> Result<Picked, String> {
         }
         (None, None) => return Err("the camera offers no video stream".into()),
     };
+    if codec == VideoCodec::H265
+        && let Some((i, Track::Opus)) = audio
+    {
+        // Opus goes through the raw-packet path, which depacketizes H.264
+        // only (retina's demuxer has no Opus depacketizer).
+        audio = None;
+        skipped_audio = Some(format!(
+            "camera audio is opus/{} Hz with H.265 video: not forwarded (Opus is passed \
+             through with H.264 video only) — set the camera's audio to G.711 to hear it",
+            streams[i].clock_rate_hz()
+        ));
+    }
     if audio.is_some() {
         skipped_audio = None;
     }
@@ -178,6 +198,7 @@ pub async fn open(
         transport,
         stall,
         group: Arc::new(SessionGroup::default()),
+        audio_clock: 8_000,
     };
     let session = tokio::time::timeout(stall.max(Duration::from_secs(5)), src.describe())
         .await
@@ -190,6 +211,10 @@ pub async fn open(
         .map_err(|e| Fail::source(format!("RTSP DESCRIBE {}: {e}", redacted(&src.url))))?;
     let p = pick(session.streams()).map_err(Fail::source)?;
     drop(session);
+    let mut src = src;
+    if let Some((_, Track::Opus)) = p.audio {
+        src.audio_clock = 48_000;
+    }
     if let Some(w) = &p.skipped_audio {
         warn!("{w}");
     }
@@ -260,6 +285,11 @@ impl RtspSource {
             Ok(s) => s,
             Err(e) => return format!("PLAY: {e}"),
         };
+        if matches!(p.audio, Some((_, Track::Opus))) {
+            return self
+                .raw_session(playing, &p, tx, video_ts, audio_ts, healthy)
+                .await;
+        }
         let mut demuxed = match playing.demuxed() {
             Ok(d) => d,
             Err(e) => return format!("PLAY: {e}"),
@@ -353,10 +383,104 @@ impl RtspSource {
         }
     }
 
+    /// The raw-packet path, used when the camera's audio is Opus: retina's
+    /// demuxer has no Opus depacketizer (and refuses a session with a stream
+    /// it cannot depacketize), so RTP packets are taken as they arrive; H.264
+    /// video is depacketized here ([`H264Depacketizer`], RFC 6184) and Opus
+    /// payloads (RFC 7587) pass through unchanged. Returns why it ended.
+    async fn raw_session(
+        &self,
+        mut playing: retina::client::Session<retina::client::Playing>,
+        p: &Picked,
+        tx: &mpsc::Sender<Media>,
+        video_ts: &mut Rebase,
+        audio_ts: &mut Rebase,
+        healthy: &mut bool,
+    ) -> String {
+        info!(
+            "RTSP playing {} (H.264 + Opus, raw RTP)",
+            redacted(&self.url)
+        );
+        // SPS/PPS from the SDP's sprop-parameter-sets; in-band ones are
+        // learnt by the publisher's parameter cache.
+        let params: Vec<Vec<u8>> = match playing.streams()[p.video].parameters() {
+            Some(ParametersRef::Video(v)) => video_params(v),
+            _ => Vec::new(),
+        };
+        let audio = p.audio.map(|a| a.0);
+        let mut depay = H264Depacketizer::new();
+        let mut frames = Vec::new();
+        let mut depay_errors = 0u64;
+        loop {
+            let pkt = match tokio::time::timeout(self.stall, playing.next()).await {
+                Err(_) => {
+                    return format!(
+                        "camera silent for {:.1} s (stall timeout)",
+                        self.stall.as_secs_f64()
+                    );
+                }
+                Ok(None) => return "RTSP session ended".into(),
+                Ok(Some(Err(e))) => return format!("RTSP: {e}"),
+                Ok(Some(Ok(PacketItem::Rtp(pkt)))) => pkt,
+                Ok(Some(Ok(_))) => continue,
+            };
+            let now = Instant::now();
+            let ts = pkt.timestamp().timestamp() as u32;
+            if pkt.stream_id() == p.video {
+                if let Err(e) = depay.push(
+                    pkt.sequence_number(),
+                    ts,
+                    pkt.mark(),
+                    pkt.payload(),
+                    &mut frames,
+                ) {
+                    depay_errors += 1;
+                    if depay_errors == 1 {
+                        warn!("camera H.264 RTP: {e} (further errors counted silently)");
+                    }
+                }
+                for f in frames.drain(..) {
+                    let mut nals = Vec::new();
+                    if f.keyframe {
+                        for ps in &params {
+                            let t = crate::media::nal_type(ps);
+                            if !f.nals.iter().any(|n| crate::media::nal_type(n) == t) {
+                                nals.push(ps.clone());
+                            }
+                        }
+                    }
+                    nals.extend(f.nals);
+                    if nals.is_empty() {
+                        continue;
+                    }
+                    let frame = VideoFrame::new(video_ts.map(f.ts, now), nals);
+                    if !*healthy {
+                        *healthy = true;
+                        if tx.send(Media::Resumed).await.is_err() {
+                            return String::new();
+                        }
+                    }
+                    if tx.send(Media::Video(frame)).await.is_err() {
+                        return String::new();
+                    }
+                }
+            } else if Some(pkt.stream_id()) == audio && !pkt.payload().is_empty() {
+                let media = Media::Audio {
+                    ts: audio_ts.map(ts, now),
+                    marker: pkt.mark(),
+                    payload: Arc::from(pkt.payload()),
+                };
+                if tx.send(media).await.is_err() {
+                    return String::new();
+                }
+            }
+        }
+    }
+
     /// Pull the camera until the receiver is gone, reconnecting with backoff.
     pub async fn run(self, tx: mpsc::Sender<Media>) {
         let mut video_ts = Rebase::new(90_000);
-        let mut audio_ts = Rebase::new(8_000);
+        let mut audio_ts = Rebase::new(self.audio_clock);
         let mut backoff = Backoff::default();
         let mut healthy = true;
         loop {

@@ -5,7 +5,8 @@
 //! session receives decodable video again. Also: an H.265 camera (x265 +
 //! rtph265pay, parameter sets only in the SDP) reaches an H.265 viewer and
 //! decodes; an AAC-only camera is refused (exit 3, one message); H.264 + AAC
-//! publishes the video and skips the AAC with one warning.
+//! publishes the video and skips the AAC with one warning; H.264 + Opus
+//! passes the Opus packets through (a viewer decodes them with libopus).
 
 mod common;
 
@@ -257,4 +258,71 @@ async fn rtsp_h264_with_aac_publishes_video_and_warns_once() {
         "exactly one AAC warning:\n{log}"
     );
     eprintln!("h264+aac: {decoded} frames decoded, AAC skipped with one warning");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_h264_with_opus_passes_opus_through() {
+    let base = start_server().await;
+    let dir = temp_dir("rtsp-opus");
+    let port = free_tcp_port();
+    let _cam = camera_mode(port, "h264+opus");
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/h264opus"),
+    ]);
+    let opts = sfu::client::Options {
+        tracks: vec![Track::Opus, Track::H264(0x42e01f)],
+        ..Default::default()
+    };
+    let mut v = viewer_with(
+        &format!("{base}/whep/h264opus"),
+        Duration::from_secs(15),
+        opts,
+    )
+    .await;
+    let rx = collect(&mut v, Duration::from_secs(3)).await;
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    assert!(
+        !log.contains("not forwarded"),
+        "Opus is not skipped:\n{log}"
+    );
+    assert!(log.contains("raw RTP"), "the raw-packet path:\n{log}");
+    let decoded = check_video(&rx, &dir, "H.264 + Opus");
+    let audio: Vec<_> = rx.iter().filter(|r| r.kind == MediaKind::Audio).collect();
+    // 20 ms frames: ~150 packets in 3 s.
+    assert!(audio.len() >= 75, "{} Opus packets in 3 s", audio.len());
+    assert!(audio.iter().all(|r| r.pt == 111), "Opus PT 111");
+    // Every packet is one Opus packet (RFC 7587 §4.2) that libopus decodes
+    // into 20 ms at 48 kHz (TOC byte config: a 20 ms frame).
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut pcm = vec![0i16; 5760];
+    let mut energy = 0f64;
+    for r in &audio {
+        let n = dec
+            .decode(&r.payload, &mut pcm, false)
+            .unwrap_or_else(|e| panic!("Opus packet of {} B: {e}", r.payload.len()));
+        assert_eq!(n, 960, "20 ms of samples");
+        energy += pcm[..n].iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
+    }
+    let rms = (energy / (audio.len() * 960) as f64).sqrt();
+    assert!(rms > 1000.0, "the 440 Hz tone is audible (RMS {rms:.0})");
+    // Timestamps advance by 960 per packet (48 kHz clock kept).
+    let steps = audio
+        .windows(2)
+        .filter(|w| w[1].seq == w[0].seq + 1)
+        .filter(|w| w[1].ts.wrapping_sub(w[0].ts) == 960)
+        .count();
+    assert!(
+        steps * 10 >= audio.len() * 9,
+        "{steps} of {} steps are 960",
+        audio.len()
+    );
+    eprintln!(
+        "h264+opus: {decoded} frames decoded, {} Opus packets decoded, RMS {rms:.0}",
+        audio.len()
+    );
 }

@@ -6,6 +6,7 @@ on 127.0.0.1:PORT/cam serving, by MODE:
     h265      x265 H.265 (1 s GOP), parameter sets in the SDP's sprop-* only
     aac       AAC audio only (avenc_aac + rtpmp4gpay): no video
     h264+aac  x264 H.264 + AAC audio
+    h264+opus x264 H.264 + Opus audio (48 kHz, 20 ms frames, opusenc + rtpopuspay)
 
     /usr/bin/python3 rtsp_server.py PORT [MODE]
 
@@ -38,11 +39,16 @@ AAC = (
     "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=16000,channels=1 "
     "! avenc_aac ! aacparse ! rtpmp4gpay name=pay{n} pt=97 "
 )
+OPUS = (
+    "audiotestsrc is-live=true wave=sine freq=440 ! audio/x-raw,rate=48000,channels=1 "
+    "! opusenc frame-size=20 ! rtpopuspay name=pay{n} pt=111 "
+)
 LAUNCH = {
     "h264": VIDEO["h264"] + PCMU.format(n=1),
     "h265": VIDEO["h265"],
     "aac": AAC.format(n=0),
     "h264+aac": VIDEO["h264"] + AAC.format(n=1),
+    "h264+opus": VIDEO["h264"] + OPUS.format(n=1),
 }
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")

@@ -15,5 +15,10 @@ pub mod ogg;
 mod session;
 pub mod sps;
 pub mod sse;
+pub mod stun;
+pub mod turn;
 
-pub use session::{ClientEvent, Options, OutPacket, Received, Refused, Session, Signalling, Track};
+pub use session::{
+    ClientEvent, GATHER_TIMEOUT, Gathered, Options, OutPacket, Received, Refused, Session,
+    Signalling, Track,
+};

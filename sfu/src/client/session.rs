@@ -2,6 +2,8 @@
 //! that drives the str0m `Rtc` over one UDP socket.
 
 use super::http::{HttpResponse, Url, request};
+use super::stun::{self, IceServer};
+use super::turn::{Turn, TurnInput};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
 
 /// Which media a session sends or receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,40 @@ pub struct Options {
     /// Accept any TLS certificate for `https://` endpoints (`--insecure`,
     /// self-signed test servers).
     pub insecure: bool,
+    /// STUN/TURN servers to use besides those of the answer's `Link` headers
+    /// (RFC 9725 §4.6). Each `stun:` server is asked for this session's
+    /// server-reflexive address before the offer (RFC 8489 Binding, up to
+    /// [`GATHER_TIMEOUT`]); the first `turn:` server (UDP, with username
+    /// and credential) gets an allocation (RFC 8656) whose relayed address
+    /// is offered as a relay candidate.
+    pub ice_servers: Vec<IceServer>,
+    /// Offer and use only the TURN relay candidate (no host or
+    /// server-reflexive ones), like WebRTC's `iceTransportPolicy: "relay"`.
+    /// Without a working TURN server the session cannot connect.
+    pub relay_only: bool,
+    /// Also use the STUN/TURN servers of the answer's `Link: <…>;
+    /// rel="ice-server"` headers (RFC 9725 §4.6): their candidates are
+    /// learnt after the answer and trickled by PATCH. Off by default, so
+    /// tests and load runs against a server announcing unreachable ICE
+    /// servers do not wait for them.
+    pub link_ice_servers: bool,
+}
+
+/// How long the gathering of server-reflexive candidates may delay the offer
+/// (RFC 8489 §6.2.1 retransmissions at 0, 250 and 750 ms).
+pub const GATHER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A server-reflexive (STUN) or relay (TURN) candidate this session learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gathered {
+    /// The STUN or TURN server's URL.
+    pub server: String,
+    /// The candidate, as in SDP without `a=` (`candidate:… typ srflx raddr … rport …`).
+    pub candidate: String,
+    /// `None`: in the offer. `Some(status)`: learnt after the offer (from a
+    /// `Link` header) and sent by PATCH `application/trickle-ice-sdpfrag`
+    /// (RFC 9725 §4.3.1), answered with `status` (0: the request failed).
+    pub trickled: Option<u16>,
 }
 
 impl Default for Options {
@@ -56,6 +93,9 @@ impl Default for Options {
             token: None,
             tracks: vec![Track::Opus, Track::H264(0x42e01f)],
             insecure: false,
+            ice_servers: Vec::new(),
+            relay_only: false,
+            link_ice_servers: false,
         }
     }
 }
@@ -158,6 +198,10 @@ pub struct Session {
     pub etag: Option<String>,
     /// The ICE agent's connection state, as str0m reports it.
     pub ice: watch::Receiver<IceConnectionState>,
+    /// Server-reflexive and relay candidates learnt so far (from
+    /// [`Options::ice_servers`] before the offer; from the answer's `Link`
+    /// headers after it, with [`Options::link_ice_servers`]).
+    pub gathered: watch::Receiver<Vec<Gathered>>,
     cmd: mpsc::UnboundedSender<Cmd>,
     token: Option<String>,
     extra_headers: Vec<(String, String)>,
@@ -303,7 +347,46 @@ impl Session {
         }
         kinds.dedup();
         let mut rtc = cfg.build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        if !opts.relay_only {
+            rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        }
+        let mut gathered = Vec::new();
+        let mut turn = None;
+        if let Some(t) = allocate(&socket, &opts.ice_servers, local).await {
+            let relayed = t.relayed.expect("allocated");
+            let c = Candidate::relayed(relayed, local, "udp")?;
+            if let Some(c) = rtc.add_local_candidate(c) {
+                info!("relay candidate {relayed} from {}", t.url);
+                gathered.push(Gathered {
+                    server: t.url.clone(),
+                    candidate: c.to_sdp_string(),
+                    trickled: None,
+                });
+            }
+            turn = Some(t);
+        }
+        if opts.relay_only && turn.is_none() {
+            anyhow::bail!("relay only, but no TURN allocation (see the log)");
+        }
+        let stun_servers: &[IceServer] = if opts.relay_only {
+            &[]
+        } else {
+            &opts.ice_servers
+        };
+        let early = resolve_stun(stun_servers, local).await;
+        for (server, mapped) in gather(&socket, &early, GATHER_TIMEOUT).await {
+            match srflx(&mut rtc, mapped, local) {
+                Some(candidate) => {
+                    info!("server-reflexive candidate {mapped} from {server}");
+                    gathered.push(Gathered {
+                        server,
+                        candidate,
+                        trickled: None,
+                    });
+                }
+                None => debug!("{server} maps us to {mapped}: same as a host candidate"),
+            }
+        }
         let mut api = rtc.sdp_api();
         let mut mids: Vec<(MediaKind, Mid)> = Vec::new();
         for k in &kinds {
@@ -365,10 +448,65 @@ impl Session {
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (ice_tx, ice) = watch::channel(IceConnectionState::New);
-        let task = tokio::spawn(drive(rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx));
+        // STUN servers named only by the answer's Link headers: asked now,
+        // their candidates trickled by PATCH.
+        let links = resp
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "link" && opts.link_ice_servers);
+        let linked: Vec<IceServer> = stun::ice_servers_from_links(links.map(|(_, v)| v.as_str()))
+            .into_iter()
+            .filter(|l| !opts.ice_servers.iter().any(|o| o.url == l.url))
+            .collect();
+        let mut late_candidates = Vec::new();
+        if turn.is_none()
+            && let Some(t) = allocate(&socket, &linked, local).await
+        {
+            let relayed = t.relayed.expect("allocated");
+            if let Some(c) = rtc.add_local_candidate(Candidate::relayed(relayed, local, "udp")?) {
+                info!("relay candidate {relayed} from {} (trickled)", t.url);
+                late_candidates.push((t.url.clone(), c.to_sdp_string()));
+            }
+            turn = Some(t);
+        }
+        if let Some(t) = &mut turn {
+            permit(&socket, t, &remote_addrs(&resp.body)).await;
+        }
+        let late = if opts.relay_only {
+            Vec::new()
+        } else {
+            resolve_stun(&linked, local).await
+        };
+        let (gathered_tx, gathered) = watch::channel(gathered);
+        let token = opts.token.or_else(|| query_token(endpoint));
+        let mut patch_headers = vec![(
+            "content-type".to_string(),
+            "application/trickle-ice-sdpfrag".to_string(),
+        )];
+        if let Some(t) = &token {
+            patch_headers.push(("authorization".into(), format!("Bearer {t}")));
+        }
+        if let Some(e) = resp.header("etag") {
+            patch_headers.push(("if-match".into(), e.to_string()));
+        }
+        patch_headers.extend(sig.headers.iter().cloned());
+        let trickle = Trickle {
+            url: location.clone(),
+            headers: patch_headers,
+            offer: offer_sdp,
+            servers: late,
+            gathered: gathered_tx,
+        };
+        for (server, c) in late_candidates {
+            send_trickle(&trickle, server, c);
+        }
+        let task = tokio::spawn(drive(
+            rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx, trickle, turn,
+        ));
         Ok(Session {
             etag: resp.header("etag").map(str::to_string),
             ice,
+            gathered,
             location,
             answer: resp.body.clone(),
             response: resp,
@@ -376,7 +514,7 @@ impl Session {
             cmd,
             // A token given in the endpoint's query (`?token=`) authorizes the
             // DELETE too: the Location never carries it.
-            token: opts.token.or_else(|| query_token(endpoint)),
+            token,
             extra_headers: sig.headers,
             task,
         })
@@ -521,17 +659,83 @@ impl Session {
     }
 }
 
+/// STUN servers learnt after the offer, and how to trickle what they tell.
+struct Trickle {
+    url: Url,
+    headers: Vec<(String, String)>,
+    /// The offer as POSTed (ICE credentials and first m-line for the fragment).
+    offer: String,
+    servers: Vec<(String, SocketAddr)>,
+    gathered: watch::Sender<Vec<Gathered>>,
+}
+
+/// One outstanding Binding request.
+struct Pending {
+    tid: stun::TransactionId,
+    url: String,
+    server: SocketAddr,
+    sent: u32,
+    next: Instant,
+}
+
+/// Retransmission times of a Binding request after the first send (RFC
+/// 8489 §6.2.1 with RTO 250 ms), then given up.
+const STUN_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_millis(750),
+    Duration::from_millis(1750),
+];
+
+/// The session task: [`drive_inner`], then the TURN allocation (if any) is
+/// freed whichever way the session ended.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
-    mut rtc: Rtc,
+    rtc: Rtc,
     socket: UdpSocket,
+    local: SocketAddr,
+    mids: Vec<(MediaKind, Mid)>,
+    cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ev: mpsc::UnboundedSender<ClientEvent>,
+    ice: watch::Sender<IceConnectionState>,
+    trickle: Trickle,
+    mut turn: Option<Turn>,
+) {
+    drive_inner(
+        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn,
+    )
+    .await;
+    if let Some(r) = &mut turn {
+        let m = r.deallocate();
+        let _ = socket.send_to(&m, r.server).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive_inner(
+    mut rtc: Rtc,
+    socket: &UdpSocket,
     local: SocketAddr,
     mids: Vec<(MediaKind, Mid)>,
     mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ev: mpsc::UnboundedSender<ClientEvent>,
     ice: watch::Sender<IceConnectionState>,
+    trickle: Trickle,
+    turn: &mut Option<Turn>,
 ) {
     // Datagrams are read in batches (recvmmsg): one wake-up per burst.
     let mut rx = crate::udp::RecvBatch::new();
+    let now = Instant::now();
+    let mut stun_pending: Vec<Pending> = trickle
+        .servers
+        .iter()
+        .map(|(url, server)| Pending {
+            tid: stun::new_transaction_id(),
+            url: url.clone(),
+            server: *server,
+            sent: 0,
+            next: now,
+        })
+        .collect();
     let mut pending: Option<SdpPendingOffer> = None;
     let mut seqs: Vec<u64> = mids
         .iter()
@@ -552,9 +756,15 @@ async fn drive(
     loop {
         let timeout = loop {
             match rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
+                Ok(Output::Transmit(t)) => match &turn {
+                    Some(r) if r.relayed == Some(t.source) => {
+                        let m = r.send(t.destination, &t.contents);
+                        let _ = socket.send_to(&m, r.server).await;
+                    }
+                    _ => {
+                        let _ = socket.send_to(&t.contents, t.destination).await;
+                    }
+                },
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Event(e)) => {
                     let out = match e {
@@ -601,6 +811,54 @@ async fn drive(
         // Feed the rest of the last batch one datagram at a time, polling
         // the output after each as before.
         if let Some((source, data, at)) = rx.next() {
+            // A Binding response to one of our requests (matched by
+            // transaction ID); TURN server traffic; everything else is str0m's.
+            if let Some(tid) = stun::transaction_id(data)
+                && let Some(i) = stun_pending
+                    .iter()
+                    .position(|p| p.tid == tid && p.server == source)
+            {
+                let p = stun_pending.swap_remove(i);
+                let Some(mapped) = stun::parse_binding_success(data) else {
+                    debug!("{}: Binding failed", p.url);
+                    continue;
+                };
+                match srflx(&mut rtc, mapped, local) {
+                    Some(candidate) => {
+                        info!("server-reflexive candidate {mapped} from {} (trickled)", p.url);
+                        send_trickle(&trickle, p.url, candidate);
+                    }
+                    None => debug!("{} maps us to {mapped}: same as a host candidate", p.url),
+                }
+                continue;
+            }
+            if let Some(r) = turn.as_mut()
+                && r.is_from(source)
+            {
+                match r.input(data) {
+                    TurnInput::Data(peer, data) => {
+                        let relayed = r.relayed.unwrap_or(local);
+                        if let Ok(contents) = data.as_slice().try_into() {
+                            let _ = rtc.handle_input(Input::Receive(
+                                at,
+                                Receive {
+                                    proto: Protocol::Udp,
+                                    source: peer,
+                                    destination: relayed,
+                                    contents,
+                                },
+                            ));
+                        }
+                    }
+                    TurnInput::Handled(out) => {
+                        for m in out {
+                            let _ = socket.try_send_to(&m, r.server);
+                        }
+                    }
+                    TurnInput::Other => {}
+                }
+                continue;
+            }
             if let Ok(contents) = data.try_into() {
                 let _ = rtc.handle_input(Input::Receive(
                     at,
@@ -613,6 +871,30 @@ async fn drive(
                 ));
             }
             continue;
+        }
+        let now = Instant::now();
+        stun_pending.retain_mut(|p| {
+            if p.next > now {
+                return true;
+            }
+            let Some(after) = STUN_RETRIES.get(p.sent as usize) else {
+                debug!("no answer from {} ({})", p.url, p.server);
+                return false;
+            };
+            let _ = socket.try_send_to(&stun::binding_request(&p.tid), p.server);
+            p.next = now + *after;
+            p.sent += 1;
+            true
+        });
+        let mut timeout = stun_pending
+            .iter()
+            .map(|p| p.next)
+            .fold(timeout, Instant::min);
+        if let Some(r) = turn.as_mut() {
+            for m in r.timers(now) {
+                let _ = socket.try_send_to(&m, r.server);
+            }
+            timeout = timeout.min(r.next_timer());
         }
         let sleep = tokio::time::sleep_until(timeout.into());
         tokio::select! {
@@ -681,7 +963,13 @@ async fn drive(
                     let _ = rtc.close();
                     for _ in 0..64 {
                         match rtc.poll_output() {
-                            Ok(Output::Transmit(t)) => { let _ = socket.send_to(&t.contents, t.destination).await; }
+                            Ok(Output::Transmit(t)) => {
+                                let (to, m) = match &turn {
+                                    Some(r) if r.relayed == Some(t.source) => (r.server, r.send(t.destination, &t.contents)),
+                                    _ => (t.destination, t.contents.to_vec()),
+                                };
+                                let _ = socket.send_to(&m, to).await;
+                            }
                             Ok(Output::Event(_)) => {}
                             _ => break,
                         }
@@ -694,6 +982,267 @@ async fn drive(
             }
         }
     }
+}
+
+/// Add a server-reflexive candidate for `mapped` (base `local`); its SDP
+/// form, or `None` when str0m drops it as redundant (the same address as
+/// the host candidate: no NAT between us and the STUN server).
+fn srflx(rtc: &mut Rtc, mapped: SocketAddr, local: SocketAddr) -> Option<String> {
+    let c = Candidate::server_reflexive(mapped, local, "udp").ok()?;
+    rtc.add_local_candidate(c)
+        .map(|c| c.to_sdp_string().trim_start_matches("a=").to_string())
+}
+
+/// PATCH one candidate to the session (RFC 9725 §4.3.1, RFC 8840 fragment:
+/// the offer's ICE credentials, its first m-line and mid, the candidate), in
+/// the background; the status lands in [`Session::gathered`].
+fn send_trickle(t: &Trickle, server: String, candidate: String) {
+    let mut frag = String::new();
+    for l in crate::http::sdpfrag::ice_fragment(&t.offer).lines() {
+        if !l.starts_with("a=candidate:") && l != "a=end-of-candidates" {
+            frag.push_str(l);
+            frag.push_str("\r\n");
+        }
+    }
+    frag.push_str(&format!("a={candidate}\r\n"));
+    let (url, headers, tx) = (t.url.clone(), t.headers.clone(), t.gathered.clone());
+    tokio::spawn(async move {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let status = match request("PATCH", &url, &h, Some(frag)).await {
+            Ok(r) => {
+                if r.status >= 300 {
+                    warn!(
+                        "trickle PATCH {} answered {}: {}",
+                        url.path,
+                        r.status,
+                        r.body.trim()
+                    );
+                } else {
+                    debug!("trickled {candidate}: {}", r.status);
+                }
+                r.status
+            }
+            Err(e) => {
+                warn!("trickle PATCH {}: {e:#}", url.path);
+                0
+            }
+        };
+        tx.send_modify(|g| {
+            g.push(Gathered {
+                server,
+                candidate,
+                trickled: Some(status),
+            })
+        });
+    });
+}
+
+/// The `stun:` servers of `servers`, resolved to addresses of `local`'s IP
+/// family (names that do not resolve, and `turn:` servers, are logged and
+/// skipped).
+async fn resolve_stun(servers: &[IceServer], local: SocketAddr) -> Vec<(String, SocketAddr)> {
+    let mut out = Vec::new();
+    for s in servers {
+        let (scheme, hostport) = match stun::server_address(&s.url) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("ICE server {e}");
+                continue;
+            }
+        };
+        if scheme == "turn" {
+            // Allocated by `allocate`.
+            continue;
+        }
+        if scheme != "stun" {
+            // Said once per process: a server's Link headers come with
+            // every session.
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                warn!(
+                    "ICE server {}: {scheme}: (over TLS) is not supported; stun: and turn: over \
+                     UDP are",
+                    s.url
+                )
+            });
+            continue;
+        }
+        match tokio::net::lookup_host(hostport.as_str()).await {
+            Ok(addrs) => match addrs.into_iter().find(|a| a.is_ipv4() == local.is_ipv4()) {
+                Some(a) => out.push((s.url.clone(), a)),
+                None => warn!("ICE server {}: no address of our IP family", s.url),
+            },
+            Err(e) => warn!("ICE server {}: {e}", s.url),
+        }
+    }
+    out
+}
+
+/// The first `turn:` server of `servers` with credentials, allocated from
+/// `socket` (within [`GATHER_TIMEOUT`]); `None` (logged) when there is none
+/// or it fails. Only `turn:` over UDP: `turns:` and `?transport=tcp` are
+/// skipped.
+async fn allocate(socket: &UdpSocket, servers: &[IceServer], local: SocketAddr) -> Option<Turn> {
+    for s in servers {
+        let Ok(("turn", hostport)) = stun::server_address(&s.url) else {
+            continue;
+        };
+        if s.url.contains("transport=tcp") {
+            warn!("ICE server {}: TURN over TCP is not supported", s.url);
+            continue;
+        }
+        let (Some(user), Some(pass)) = (&s.username, &s.credential) else {
+            warn!("ICE server {}: TURN without username/credential", s.url);
+            continue;
+        };
+        let addr = match tokio::net::lookup_host(hostport.as_str()).await {
+            Ok(mut a) => a.find(|a| a.is_ipv4() && local.is_ipv4()),
+            Err(e) => {
+                warn!("ICE server {}: {e}", s.url);
+                continue;
+            }
+        };
+        let Some(addr) = addr else {
+            warn!(
+                "ICE server {}: no IPv4 address (TURN here is IPv4 only)",
+                s.url
+            );
+            continue;
+        };
+        let mut t = Turn::new(&s.url, addr, user, pass);
+        let first = t.allocate();
+        turn_exchange(socket, &mut t, first).await;
+        match (&t.relayed, &t.failed) {
+            (Some(_), _) => return Some(t),
+            (None, Some(why)) => warn!("ICE server {}: {why}", s.url),
+            (None, None) => warn!(
+                "ICE server {}: no TURN answer within {GATHER_TIMEOUT:?}",
+                s.url
+            ),
+        }
+    }
+    None
+}
+
+/// CreatePermission for `peers` on the allocation (before the session task
+/// starts; errors are logged).
+async fn permit(socket: &UdpSocket, t: &mut Turn, peers: &[SocketAddr]) {
+    if let Some(m) = t.permit(peers) {
+        turn_exchange(socket, t, m).await;
+        if !t.idle() {
+            warn!("{}: no answer to CreatePermission", t.url);
+        }
+    }
+}
+
+/// Send `msg` to the TURN server and handle its answers (and the retries
+/// they cause) until none is outstanding, resending after 500 ms, up to
+/// [`GATHER_TIMEOUT`]. Other datagrams are dropped (nothing else is expected
+/// before the session task starts).
+async fn turn_exchange(socket: &UdpSocket, t: &mut Turn, msg: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
+    let mut last = msg;
+    let mut buf = [0u8; 1500];
+    let _ = socket.send_to(&last, t.server).await;
+    let mut resend = tokio::time::Instant::now() + Duration::from_millis(500);
+    while !t.idle() && t.failed.is_none() {
+        match tokio::time::timeout_at(resend.min(deadline), socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if t.is_from(from) => {
+                if let TurnInput::Handled(out) = t.input(&buf[..n]) {
+                    for m in out {
+                        let _ = socket.send_to(&m, t.server).await;
+                        last = m;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) if tokio::time::Instant::now() >= deadline => return,
+            Err(_) => {
+                let _ = socket.send_to(&last, t.server).await;
+                resend += Duration::from_millis(500);
+            }
+        }
+    }
+}
+
+/// The addresses of an SDP's `a=candidate` lines (UDP).
+fn remote_addrs(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            if !f.get(2)?.eq_ignore_ascii_case("udp") {
+                return None;
+            }
+            Some(SocketAddr::new(
+                f.get(4)?.parse().ok()?,
+                f.get(5)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Ask each server for our mapped address from `socket` (before the offer:
+/// nothing else arrives on it yet), retransmitting per [`STUN_RETRIES`],
+/// until all answered or `limit` passed. Returns `(url, mapped)` pairs.
+async fn gather(
+    socket: &UdpSocket,
+    servers: &[(String, SocketAddr)],
+    limit: Duration,
+) -> Vec<(String, SocketAddr)> {
+    let mut out = Vec::new();
+    if servers.is_empty() {
+        return out;
+    }
+    let start = tokio::time::Instant::now();
+    let deadline = start + limit;
+    let mut pending: Vec<(stun::TransactionId, &str, SocketAddr)> = servers
+        .iter()
+        .map(|(u, a)| (stun::new_transaction_id(), u.as_str(), *a))
+        .collect();
+    let mut buf = [0u8; 1500];
+    let mut round = 0;
+    while !pending.is_empty() {
+        for (tid, _, a) in &pending {
+            let _ = socket.send_to(&stun::binding_request(tid), a).await;
+        }
+        let next = STUN_RETRIES
+            .get(round)
+            .map_or(deadline, |d| (start + *d).min(deadline));
+        round += 1;
+        loop {
+            match tokio::time::timeout_at(next, socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) => {
+                    let Some(tid) = stun::transaction_id(&buf[..n]) else {
+                        continue;
+                    };
+                    let Some(i) = pending.iter().position(|p| p.0 == tid && p.2 == from) else {
+                        continue;
+                    };
+                    let (_, url, _) = pending.swap_remove(i);
+                    match stun::parse_binding_success(&buf[..n]) {
+                        Some(m) => out.push((url.to_string(), m)),
+                        None => debug!("{url}: Binding failed"),
+                    }
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Ok(Err(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for (_, url, a) in &pending {
+                warn!("ICE server {url} ({a}): no STUN answer within {limit:?}");
+            }
+            break;
+        }
+    }
+    out
 }
 
 /// `token` query parameter of a URL, if any.

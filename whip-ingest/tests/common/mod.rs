@@ -87,7 +87,7 @@ impl Ingest {
     pub fn start(args: &[&str]) -> Ingest {
         let mut child = Command::new(env!("CARGO_BIN_EXE_whip-ingest"))
             .args(args)
-            .env("RUST_LOG", "whip_ingest=debug")
+            .env("RUST_LOG", "whip_ingest=debug,sfu::client=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
