@@ -14,6 +14,8 @@ pub const TARGETS: &[Target] = &[
     ("sdpfrag", sdpfrag),
     ("sdpfrag_rewrite", sdpfrag_rewrite),
     ("config_toml", config_toml),
+    ("layer_json", layer_json),
+    ("sse_events", sse_events),
 ];
 
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -60,6 +62,18 @@ pub fn config_toml(data: &[u8]) {
     let _ = toml::from_str::<sfu::config::FileConfig>(&text(data));
 }
 
+/// A WHEP layer-extension POST body (`{"mediaId":..,"rid":..}`).
+pub fn layer_json(data: &[u8]) {
+    if let Ok(Some(rid)) = sfu::http::layer_ext::parse_request(&text(data)) {
+        let _ = sfu::http::layer_ext::valid_rid(&rid);
+    }
+}
+
+/// A WHEP server-sent-events POST body (a JSON array of event names).
+pub fn sse_events(data: &[u8]) {
+    let _ = sfu::http::sse_ext::parse_events(&text(data));
+}
+
 /// Seed inputs per target: real offers, fragments and configs.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     let s: &[&str] = match target {
@@ -73,6 +87,14 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             include_str!("../corpus/restart.sdpfrag"),
         ],
         "config_toml" => &[include_str!("../corpus/config.toml")],
+        "layer_json" => &[
+            r#"{"mediaId":"0","rid":"m","encodingId":"m"}"#,
+            r#"{"mediaId":"0"}"#,
+        ],
+        "sse_events" => &[
+            r#"["active","inactive","layers","viewercount","reconnect"]"#,
+            "",
+        ],
         _ => &[],
     };
     s.iter().map(|x| x.as_bytes().to_vec()).collect()

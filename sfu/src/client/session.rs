@@ -825,7 +825,10 @@ async fn drive_inner(
                 };
                 match srflx(&mut rtc, mapped, local) {
                     Some(candidate) => {
-                        info!("server-reflexive candidate {mapped} from {} (trickled)", p.url);
+                        info!(
+                            "server-reflexive candidate {mapped} from {} (trickled)",
+                            p.url
+                        );
                         send_trickle(&trickle, p.url, candidate);
                     }
                     None => debug!("{} maps us to {mapped}: same as a host candidate", p.url),

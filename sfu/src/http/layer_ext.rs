@@ -41,6 +41,23 @@ pub fn query_layer(query: Option<&str>) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Parse a layer-extension POST body: a JSON object naming the layer by
+/// `rid` (or the draft's `encodingId`); `Ok(None)` when it names none
+/// (`{"mediaId":"0"}` alone: back to automatic choice).
+///
+/// # Errors
+/// `"body must be a JSON object"` for anything else (answered 400).
+pub fn parse_request(body: &str) -> Result<Option<String>, &'static str> {
+    let v = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .filter(|v| v.is_object())
+        .ok_or("body must be a JSON object")?;
+    Ok(v.get("rid")
+        .or_else(|| v.get("encodingId"))
+        .and_then(|r| r.as_str())
+        .map(str::to_string))
+}
+
 /// Handle a request on `/whep/{stream}/{session}/layer`.
 pub fn handle(app: &App, stream: &str, session: &str, method: &hyper::Method, body: &str) -> Resp {
     let Some(entry) = app
@@ -75,28 +92,17 @@ pub fn handle(app: &App, stream: &str, session: &str, method: &hyper::Method, bo
             with_body(StatusCode::OK, "application/json", v.to_string())
         }
         hyper::Method::DELETE => set(None),
-        hyper::Method::POST => {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-                return error(StatusCode::BAD_REQUEST, "body must be a JSON object");
-            };
-            if !v.is_object() {
-                return error(StatusCode::BAD_REQUEST, "body must be a JSON object");
+        hyper::Method::POST => match parse_request(body) {
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Ok(None) => set(None),
+            Ok(Some(r)) if valid_rid(&r) && publication.layers.find(&r).is_some() => {
+                set(Some(r.as_str().into()))
             }
-            let rid = v
-                .get("rid")
-                .or_else(|| v.get("encodingId"))
-                .and_then(|r| r.as_str());
-            match rid {
-                None => set(None),
-                Some(r) if valid_rid(r) && publication.layers.find(r).is_some() => {
-                    set(Some(r.into()))
-                }
-                Some(r) => error(
-                    StatusCode::BAD_REQUEST,
-                    format!("no simulcast layer with rid '{r}'"),
-                ),
-            }
-        }
+            Ok(Some(r)) => error(
+                StatusCode::BAD_REQUEST,
+                format!("no simulcast layer with rid '{r}'"),
+            ),
+        },
         _ => {
             let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             r.headers_mut().insert(
