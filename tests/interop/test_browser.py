@@ -80,7 +80,7 @@ def test_whip_whep_library_publish_play_restart_delete(sfu, clients, node_bin):
         return [h for h in http if h["method"] == method and h["path"].startswith(f"/{kind}/{stream}")]
 
     for kind in ("whip", "whep"):
-        posts = calls("POST", kind)
+        posts = [p for p in calls("POST", kind) if p["path"] == f"/{kind}/{stream}"]
         assert [p["status"] for p in posts] == [201], f"{kind} POST: {posts}"
         patches = calls("PATCH", kind)
         trickles = [p for p in patches if p["ifMatch"] != "*" and "a=candidate:" in (p["body"] or "")]
@@ -90,6 +90,10 @@ def test_whip_whep_library_publish_play_restart_delete(sfu, clients, node_bin):
         assert [p["status"] for p in restarts] == [200], f"{kind} ICE restart PATCH: {patches}"
         assert restarts[0]["etag"] and restarts[0]["etag"] != posts[0]["etag"], f"{kind}: new ETag {restarts}"
         assert [d["status"] for d in calls("DELETE", kind)] == [200], f"{kind} DELETE: {http}"
+    # WHEPClient subscribes to the server-sent events extension advertised in
+    # the answer: POST of the event list → 201, then its EventSource GET → 200.
+    sse = [h for h in http if "/sse" in h["path"]]
+    assert [(h["method"], h["status"]) for h in sse] == [("POST", 201), ("GET", 200)], sse
     for side in ("pub", "play"):
         before, now = res["before"][side], after[side]
         assert now["remoteUfrag"] != before["remoteUfrag"], f"{side}: server ufrag unchanged {before} {now}"

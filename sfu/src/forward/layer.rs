@@ -6,8 +6,8 @@
 //!   starts mid-GOP. Sequence/timestamp re-basing is then done by
 //!   [`Rewrite`](super::Rewrite), which sees the layer as a new source.
 //! * [`AutoLayer`] picks the target from the viewer's send-side bandwidth
-//!   estimate with hysteresis: down at once when the estimate falls under the
-//!   current layer's bitrate, up one step only after the estimate has left
+//!   estimate with hysteresis: down at once when the estimate falls under
+//!   [`DOWN_MARGIN`] of the current layer's bitrate, up one step only after the estimate has left
 //!   [`UP_HEADROOM`] above the next layer's bitrate for [`UP_STABLE`].
 
 use std::time::{Duration, Instant};
@@ -18,6 +18,11 @@ pub const MAX_LAYERS: usize = 4;
 pub const UP_STABLE: Duration = Duration::from_secs(5);
 /// Headroom needed over the next layer's bitrate to step up (estimate ≥ bitrate × this).
 pub const UP_HEADROOM: f64 = 1.25;
+/// Step down when the estimate is under the current layer's bitrate × this.
+/// A publisher's encoder ramping a layer up (Chromium raises its layers'
+/// bitrates as its own estimate grows) briefly outruns the viewer's estimate,
+/// which is no congestion; real congestion drops the estimate well below.
+pub const DOWN_MARGIN: f64 = 0.8;
 
 /// One layer as the chooser sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +141,7 @@ impl AutoLayer {
             self.up_since = None;
             return Some(fit);
         };
-        if sorted[pos].bitrate > est {
+        if sorted[pos].bitrate as f64 * DOWN_MARGIN > est as f64 {
             // Congestion: down at once.
             self.up_since = None;
             return Some(fit);
@@ -279,6 +284,17 @@ mod tests {
             a.choose(&ls, Some(1), Some(5_000_000), t0 + 14 * s),
             Some(2)
         );
+    }
+
+    #[test]
+    fn a_layer_ramping_slightly_past_the_estimate_is_kept() {
+        let mut a = AutoLayer::default();
+        let t0 = Instant::now();
+        let ls = [l(0, 150_000), l(1, 500_000), l(2, 2_000_000)];
+        // 1.7 Mbit/s estimate, top layer now at 2 Mbit/s: within the margin.
+        assert_eq!(a.choose(&ls, Some(2), Some(1_700_000), t0), Some(2));
+        // 1.5 Mbit/s: under 80 %, down to the fit.
+        assert_eq!(a.choose(&ls, Some(2), Some(1_500_000), t0), Some(1));
     }
 
     #[test]
