@@ -5,8 +5,8 @@
 //! video frames arrive depacketized and are handed on as access units with
 //! the parameter sets (SPS/PPS, or VPS/SPS/PPS; from the stream or the SDP's
 //! `sprop-*`) in front of every IDR/IRAP; H.264 is preferred when a camera
-//! offers both. PCMU/PCMA audio is passed through, and so is Opus with H.264
-//! video (through the raw-packet path: retina has no Opus depacketizer, see
+//! offers both. PCMU/PCMA audio is passed through, and so is Opus (through
+//! the raw-packet path: retina has no Opus depacketizer, see
 //! [`RtspSource::raw_session`]). AAC and other audio
 //! codecs are skipped with one warning (no transcoding); a camera without
 //! H.264 or H.265 video (e.g. AAC audio only) is an unusable source (exit 3).
@@ -150,18 +150,6 @@ fn pick(streams: &[retina::client::Stream]) -> Result<Picked, String> {
         }
         (None, None) => return Err("the camera offers no video stream".into()),
     };
-    if codec == VideoCodec::H265
-        && let Some((i, Track::Opus)) = audio
-    {
-        // Opus goes through the raw-packet path, which depacketizes H.264
-        // only (retina's demuxer has no Opus depacketizer).
-        audio = None;
-        skipped_audio = Some(format!(
-            "camera audio is opus/{} Hz with H.265 video: not forwarded (Opus is passed \
-             through with H.264 video only) — set the camera's audio to G.711 to hear it",
-            streams[i].clock_rate_hz()
-        ));
-    }
     if audio.is_some() {
         skipped_audio = None;
     }
@@ -386,8 +374,9 @@ impl RtspSource {
     /// The raw-packet path, used when the camera's audio is Opus: retina's
     /// demuxer has no Opus depacketizer (and refuses a session with a stream
     /// it cannot depacketize), so RTP packets are taken as they arrive; H.264
-    /// video is depacketized here ([`H264Depacketizer`], RFC 6184) and Opus
-    /// payloads (RFC 7587) pass through unchanged. Returns why it ended.
+    /// or H.265 video is depacketized here ([`H264Depacketizer`], RFC 6184 /
+    /// RFC 7798) and Opus payloads (RFC 7587) pass through unchanged.
+    /// Returns why it ended.
     async fn raw_session(
         &self,
         mut playing: retina::client::Session<retina::client::Playing>,
@@ -397,9 +386,11 @@ impl RtspSource {
         audio_ts: &mut Rebase,
         healthy: &mut bool,
     ) -> String {
+        let hevc = p.codec == VideoCodec::H265;
         info!(
-            "RTSP playing {} (H.264 + Opus, raw RTP)",
-            redacted(&self.url)
+            "RTSP playing {} ({} + Opus, raw RTP)",
+            redacted(&self.url),
+            if hevc { "H.265" } else { "H.264" }
         );
         // SPS/PPS from the SDP's sprop-parameter-sets; in-band ones are
         // learnt by the publisher's parameter cache.
@@ -408,7 +399,11 @@ impl RtspSource {
             _ => Vec::new(),
         };
         let audio = p.audio.map(|a| a.0);
-        let mut depay = H264Depacketizer::new();
+        let mut depay = if hevc {
+            H264Depacketizer::h265()
+        } else {
+            H264Depacketizer::new()
+        };
         let mut frames = Vec::new();
         let mut depay_errors = 0u64;
         loop {
@@ -436,15 +431,24 @@ impl RtspSource {
                 ) {
                     depay_errors += 1;
                     if depay_errors == 1 {
-                        warn!("camera H.264 RTP: {e} (further errors counted silently)");
+                        warn!("camera video RTP: {e} (further errors counted silently)");
                     }
                 }
                 for f in frames.drain(..) {
                     let mut nals = Vec::new();
+                    // Parameter sets the access unit lacks, in front of its
+                    // IDR/IRAP (H.265 §7.4.2.4.4 order: VPS, SPS, PPS).
+                    let kind = |n: &[u8]| {
+                        if hevc {
+                            h265_type(n)
+                        } else {
+                            crate::media::nal_type(n)
+                        }
+                    };
                     if f.keyframe {
                         for ps in &params {
-                            let t = crate::media::nal_type(ps);
-                            if !f.nals.iter().any(|n| crate::media::nal_type(n) == t) {
+                            let t = kind(ps);
+                            if !f.nals.iter().any(|n| kind(n) == t) {
                                 nals.push(ps.clone());
                             }
                         }
@@ -453,7 +457,12 @@ impl RtspSource {
                     if nals.is_empty() {
                         continue;
                     }
-                    let frame = VideoFrame::new(video_ts.map(f.ts, now), nals);
+                    let ts = video_ts.map(f.ts, now);
+                    let frame = if hevc {
+                        VideoFrame::h265(ts, nals)
+                    } else {
+                        VideoFrame::new(ts, nals)
+                    };
                     if !*healthy {
                         *healthy = true;
                         if tx.send(Media::Resumed).await.is_err() {

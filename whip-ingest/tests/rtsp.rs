@@ -161,47 +161,8 @@ async fn rtsp_h265_camera_reaches_an_h265_viewer() {
     let log = ing.stderr();
     assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
 
-    let video = video_in_order(&rx);
-    let max = video.iter().map(|r| r.payload.len()).max().unwrap_or(0);
-    assert!(max > 0 && max <= 1200, "{max}-byte payloads");
-    let fus = video
-        .iter()
-        .filter(|r| (r.payload[0] >> 1) & 0x3f == 49)
-        .count();
-    assert!(fus > 0, "big NAL units travel as fragmentation units");
-    let fr = depacketize(VideoCodec::H265, &video);
-    let start = fr
-        .iter()
-        .position(|f| f.keyframe)
-        .unwrap_or_else(|| panic!("no IRAP in {} frames:\n{log}", fr.len()));
-    // The camera sends VPS/SPS/PPS only in the SDP: they must be in front of
-    // the IRAP picture.
-    let types: Vec<u8> = sfu::client::h264::nal_units(&fr[start].data)
-        .iter()
-        .map(|n| (n[0] >> 1) & 0x3f)
-        .collect();
-    let irap = types.iter().position(|t| (16..=23).contains(t)).unwrap();
-    for ps in [32, 33, 34] {
-        assert!(
-            types[..irap].contains(&ps),
-            "NAL type {ps} before the IRAP: {types:?}"
-        );
-    }
-    let path = dir.join("viewer.h265");
-    let stream: Vec<u8> = fr[start..].iter().flat_map(|f| f.data.clone()).collect();
-    std::fs::write(&path, stream).unwrap();
-    let (sizes, err) = decode_file(&path, Some("hevc"));
-    assert!(err.trim().is_empty(), "ffmpeg errors: {err}");
-    assert!(sizes.len() >= 20, "{} frames decoded", sizes.len());
-    assert!(
-        sizes.iter().all(|s| *s == 320 * 240 * 3 / 2),
-        "320x240 pictures"
-    );
-    eprintln!(
-        "h265: {} packets ({fus} FUs, largest {max} B), {} frames decoded",
-        video.len(),
-        sizes.len()
-    );
+    let (packets, fus, max, decoded) = check_h265(&rx, &dir, &log);
+    eprintln!("h265: {packets} packets ({fus} FUs, largest {max} B), {decoded} frames decoded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +284,104 @@ async fn rtsp_h264_with_opus_passes_opus_through() {
     );
     eprintln!(
         "h264+opus: {decoded} frames decoded, {} Opus packets decoded, RMS {rms:.0}",
+        audio.len()
+    );
+}
+
+/// What an H.265 viewer got from the 320x240 test camera: payloads ≤ 1200 B
+/// with FUs, VPS/SPS/PPS in front of the first IRAP, ≥ 20 pictures decoded
+/// by ffmpeg without error. Returns (packets, FUs, largest payload, decoded).
+fn check_h265(
+    rx: &[sfu::client::Received],
+    dir: &std::path::Path,
+    log: &str,
+) -> (usize, usize, usize, usize) {
+    let video = video_in_order(&rx);
+    let max = video.iter().map(|r| r.payload.len()).max().unwrap_or(0);
+    assert!(max > 0 && max <= 1200, "{max}-byte payloads");
+    let fus = video
+        .iter()
+        .filter(|r| (r.payload[0] >> 1) & 0x3f == 49)
+        .count();
+    assert!(fus > 0, "big NAL units travel as fragmentation units");
+    let fr = depacketize(VideoCodec::H265, &video);
+    let start = fr
+        .iter()
+        .position(|f| f.keyframe)
+        .unwrap_or_else(|| panic!("no IRAP in {} frames:\n{log}", fr.len()));
+    // The camera sends VPS/SPS/PPS only in the SDP: they must be in front of
+    // the IRAP picture.
+    let types: Vec<u8> = sfu::client::h264::nal_units(&fr[start].data)
+        .iter()
+        .map(|n| (n[0] >> 1) & 0x3f)
+        .collect();
+    let irap = types.iter().position(|t| (16..=23).contains(t)).unwrap();
+    for ps in [32, 33, 34] {
+        assert!(
+            types[..irap].contains(&ps),
+            "NAL type {ps} before the IRAP: {types:?}"
+        );
+    }
+    let path = dir.join("viewer.h265");
+    let stream: Vec<u8> = fr[start..].iter().flat_map(|f| f.data.clone()).collect();
+    std::fs::write(&path, stream).unwrap();
+    let (sizes, err) = decode_file(&path, Some("hevc"));
+    assert!(err.trim().is_empty(), "ffmpeg errors: {err}");
+    assert!(sizes.len() >= 20, "{} frames decoded", sizes.len());
+    assert!(
+        sizes.iter().all(|s| *s == 320 * 240 * 3 / 2),
+        "320x240 pictures"
+    );
+    (video.len(), fus, max, sizes.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_h265_with_opus_passes_both() {
+    let base = start_server().await;
+    let dir = temp_dir("rtsp-h265-opus");
+    let port = free_tcp_port();
+    let _cam = camera_mode(port, "h265+opus");
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/h265opus"),
+    ]);
+    let opts = sfu::client::Options {
+        tracks: vec![Track::Opus, Track::H265],
+        ..Default::default()
+    };
+    let mut v = viewer_with(
+        &format!("{base}/whep/h265opus"),
+        Duration::from_secs(15),
+        opts,
+    )
+    .await;
+    let rx = collect(&mut v, Duration::from_secs(3)).await;
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    assert!(
+        !log.contains("not forwarded"),
+        "Opus is not skipped:\n{log}"
+    );
+    assert!(
+        log.contains("H.265 + Opus, raw RTP"),
+        "the raw-packet path:\n{log}"
+    );
+    let (packets, _, _, decoded) = check_h265(&rx, &dir, &log);
+    let audio: Vec<_> = rx.iter().filter(|r| r.kind == MediaKind::Audio).collect();
+    assert!(audio.len() >= 75, "{} Opus packets in 3 s", audio.len());
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut pcm = vec![0i16; 5760];
+    for r in &audio {
+        let n = dec
+            .decode(&r.payload, &mut pcm, false)
+            .unwrap_or_else(|e| panic!("Opus packet of {} B: {e}", r.payload.len()));
+        assert_eq!(n, 960, "20 ms of samples");
+    }
+    eprintln!(
+        "h265+opus: {packets} video packets, {decoded} frames decoded, {} Opus packets decoded",
         audio.len()
     );
 }

@@ -7,6 +7,7 @@ on 127.0.0.1:PORT/cam serving, by MODE:
     aac       AAC audio only (avenc_aac + rtpmp4gpay): no video
     h264+aac  x264 H.264 + AAC audio
     h264+opus x264 H.264 + Opus audio (48 kHz, 20 ms frames, opusenc + rtpopuspay)
+    h265+opus x265 H.265 + the same Opus audio
 
     /usr/bin/python3 rtsp_server.py PORT [MODE]
 
@@ -49,6 +50,7 @@ LAUNCH = {
     "aac": AAC.format(n=0),
     "h264+aac": VIDEO["h264"] + AAC.format(n=1),
     "h264+opus": VIDEO["h264"] + OPUS.format(n=1),
+    "h265+opus": VIDEO["h265"] + OPUS.format(n=1),
 }
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")

@@ -1,6 +1,7 @@
 //! H.264 RTP depacketization (RFC 6184, packetization-mode 1: single NAL unit
-//! packets, STAP-A, FU-A) into access units, and small helpers on H.264
-//! bitstreams (parameter sets, Annex B output).
+//! packets, STAP-A, FU-A) and H.265 (RFC 7798 without DONL: single NAL unit
+//! packets, AP, FU) into access units, and small helpers on H.264 bitstreams
+//! (parameter sets, Annex B output).
 //!
 //! Used by `whip-ingest` to take RTP from ffmpeg or GStreamer apart, and by
 //! tests to reassemble what a viewer received.
@@ -12,7 +13,8 @@ pub struct Frame {
     pub ts: u32,
     /// NAL units (without start codes) in decoding order.
     pub nals: Vec<Vec<u8>>,
-    /// Contains an IDR slice (NAL type 5).
+    /// Contains an IDR slice (H.264 NAL type 5; H.265: an IRAP picture,
+    /// NAL types 16..=23).
     pub keyframe: bool,
     /// A packet of this unit was lost or a NAL unit could not be rebuilt.
     pub damaged: bool,
@@ -36,8 +38,8 @@ pub enum DepayError {
     TruncatedFu,
 }
 
-/// Rebuilds NAL units and access units from H.264 RTP packets given in
-/// arrival order. A gap in sequence numbers drops the NAL unit being
+/// Rebuilds NAL units and access units from H.264 (or, made with
+/// [`H264Depacketizer::h265`], H.265) RTP packets given in arrival order. A gap in sequence numbers drops the NAL unit being
 /// reassembled from FU-A fragments and marks the unit damaged; late
 /// (reordered) packets are dropped.
 #[derive(Debug, Default)]
@@ -47,6 +49,8 @@ pub struct H264Depacketizer {
     cur_ts: Option<u32>,
     cur: Vec<Vec<u8>>,
     cur_damaged: bool,
+    /// H.265 payloads (RFC 7798) instead of H.264.
+    hevc: bool,
     /// Packets found missing from sequence-number gaps.
     pub lost: u64,
     /// Late or duplicate packets dropped.
@@ -59,13 +63,24 @@ impl H264Depacketizer {
         Self::default()
     }
 
+    /// A fresh depacketizer for H.265 (RFC 7798 §4.4: single NAL unit
+    /// packets, aggregation packets (type 48) and fragmentation units (type
+    /// 49); no DONL fields, i.e. `sprop-max-don-diff` 0 as cameras send).
+    pub fn h265() -> Self {
+        Self {
+            hevc: true,
+            ..Self::default()
+        }
+    }
+
     /// Forget all state (e.g. after the source restarted). Any unit in
     /// progress is discarded.
     pub fn reset(&mut self) {
-        let (lost, late) = (self.lost, self.late);
+        let (lost, late, hevc) = (self.lost, self.late, self.hevc);
         *self = Self {
             lost,
             late,
+            hevc,
             ..Self::default()
         };
     }
@@ -144,9 +159,16 @@ impl H264Depacketizer {
         if nals.is_empty() {
             return;
         }
-        let keyframe = nals
-            .iter()
-            .any(|n| n.first().is_some_and(|b| b & 0x1f == 5));
+        let hevc = self.hevc;
+        let keyframe = nals.iter().any(|n| {
+            n.first().is_some_and(|b| {
+                if hevc {
+                    (16..=23).contains(&((b >> 1) & 0x3f))
+                } else {
+                    b & 0x1f == 5
+                }
+            })
+        });
         out.push(Frame {
             ts,
             nals,
@@ -159,6 +181,9 @@ impl H264Depacketizer {
         let Some(&h) = p.first() else {
             return Err(DepayError::Empty);
         };
+        if self.hevc {
+            return self.payload_h265(p);
+        }
         match h & 0x1f {
             1..=23 => {
                 if self.fu.take().is_some() {
@@ -213,6 +238,66 @@ impl H264Depacketizer {
             t => Err(DepayError::Unsupported(t)),
         }
     }
+
+    /// One H.265 payload (RFC 7798 §4.4; two-byte NAL unit header, type in
+    /// bits 1..7 of the first byte).
+    fn payload_h265(&mut self, p: &[u8]) -> Result<(), DepayError> {
+        if p.len() < 2 {
+            return Err(DepayError::TruncatedFu);
+        }
+        match (p[0] >> 1) & 0x3f {
+            0..=47 => {
+                if self.fu.take().is_some() {
+                    self.cur_damaged = true;
+                }
+                self.cur.push(p.to_vec());
+                Ok(())
+            }
+            48 => {
+                let mut i = 2;
+                while i < p.len() {
+                    let Some(len) = p.get(i..i + 2) else {
+                        return Err(DepayError::TruncatedStap);
+                    };
+                    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+                    let Some(nal) = p.get(i + 2..i + 2 + len) else {
+                        return Err(DepayError::TruncatedStap);
+                    };
+                    if !nal.is_empty() {
+                        self.cur.push(nal.to_vec());
+                    }
+                    i += 2 + len;
+                }
+                Ok(())
+            }
+            49 => {
+                let Some(&fh) = p.get(2) else {
+                    return Err(DepayError::TruncatedFu);
+                };
+                let (start, end) = (fh & 0x80 != 0, fh & 0x40 != 0);
+                if start {
+                    if self.fu.is_some() {
+                        self.cur_damaged = true;
+                    }
+                    let mut nal = Vec::with_capacity(p.len() * 4);
+                    nal.push((p[0] & 0x81) | ((fh & 0x3f) << 1));
+                    nal.push(p[1]);
+                    nal.extend_from_slice(&p[3..]);
+                    self.fu = Some(nal);
+                } else if let Some(nal) = self.fu.as_mut() {
+                    nal.extend_from_slice(&p[3..]);
+                } else {
+                    self.cur_damaged = true;
+                    return Ok(());
+                }
+                if end && let Some(nal) = self.fu.take() {
+                    self.cur.push(nal);
+                }
+                Ok(())
+            }
+            t => Err(DepayError::Unsupported(t)),
+        }
+    }
 }
 
 /// `profile-level-id` (RFC 6184 §8.1) of a sequence parameter set NAL unit:
@@ -238,6 +323,58 @@ pub fn to_annex_b<N: AsRef<[u8]>>(nals: &[N]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::client::h264;
+
+    #[test]
+    fn h265_single_ap_and_fu() {
+        let vps = vec![0x40, 0x01, 0x0c, 0x01];
+        let sps = vec![0x42, 0x01, 0x01, 0x60];
+        let pps = vec![0x44, 0x01, 0xc1];
+        // CRA (type 21) split in three FUs.
+        let cra: Vec<u8> = [0x2a, 0x01]
+            .into_iter()
+            .chain((0..3000).map(|i| (i % 251) as u8))
+            .collect();
+        let mut ap = vec![48 << 1, 0x01];
+        for n in [&vps, &sps, &pps] {
+            ap.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            ap.extend_from_slice(n);
+        }
+        let fu = |part: &[u8], start: bool, end: bool| {
+            let mut v = vec![
+                49 << 1,
+                0x01,
+                21 | if start { 0x80 } else { 0 } | if end { 0x40 } else { 0 },
+            ];
+            v.extend_from_slice(part);
+            v
+        };
+        let body = cra[2..].to_vec();
+        let mut d = H264Depacketizer::h265();
+        let mut out = Vec::new();
+        d.push(1, 90, false, &ap, &mut out).unwrap();
+        d.push(2, 90, false, &fu(&body[..1000], true, false), &mut out)
+            .unwrap();
+        d.push(3, 90, false, &fu(&body[1000..2000], false, false), &mut out)
+            .unwrap();
+        d.push(4, 90, true, &fu(&body[2000..], false, true), &mut out)
+            .unwrap();
+        let trail = vec![0x02, 0x01, 0xd0, 0x55];
+        d.push(5, 3090, true, &trail, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].nals, vec![vps, sps, pps, cra]);
+        assert!(out[0].keyframe && !out[0].damaged);
+        assert_eq!(out[1].nals, vec![trail]);
+        assert!(!out[1].keyframe);
+        // A lost middle fragment: the NAL unit is dropped (no frame from a
+        // unit that only had it), the loss counted, nothing panics.
+        d.push(6, 6090, false, &fu(&body[..1000], true, false), &mut out)
+            .unwrap();
+        d.push(8, 6090, true, &fu(&body[2000..], false, true), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(d.lost, 1);
+        assert!(d.push(9, 9090, true, &[0x62], &mut out).is_err());
+    }
 
     #[test]
     fn round_trip_through_packetize() {
