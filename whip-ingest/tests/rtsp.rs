@@ -296,7 +296,7 @@ fn check_h265(
     dir: &std::path::Path,
     log: &str,
 ) -> (usize, usize, usize, usize) {
-    let video = video_in_order(&rx);
+    let video = video_in_order(rx);
     let max = video.iter().map(|r| r.payload.len()).max().unwrap_or(0);
     assert!(max > 0 && max <= 1200, "{max}-byte payloads");
     let fus = video
