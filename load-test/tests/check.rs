@@ -6,12 +6,14 @@
 //! those requirements FAIL and the exit code is 1. Needs ffmpeg with libx264
 //! and libopus (the suite's publisher encodes a short clip).
 
+mod common;
+
 use sfu::config::{Config, StreamAuth};
 use sfu::server::Server;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// The suites share 2 cores with the server: one at a time.
@@ -199,34 +201,9 @@ async fn bad_server() -> String {
                 return;
             };
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head, body_start) = loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break (String::from_utf8_lossy(&buf[..i]).into_owned(), i + 4);
-                    }
+                let Some((head, body)) = common::read_request(&mut s).await else {
+                    return;
                 };
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0);
-                while buf.len() < body_start + len {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let body = String::from_utf8_lossy(&buf[body_start..]).into_owned();
                 let method = head.split(' ').next().unwrap_or("");
                 let (status, ctype, out) = match method {
                     "POST" => {

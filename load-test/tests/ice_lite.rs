@@ -8,13 +8,15 @@
 //! a str0m `Rtc` with ICE lite that answers the offer and runs ICE + DTLS on a
 //! real UDP socket.
 
+mod common;
+
 use sfu::client::{Options, Session};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
 
 /// Serve one WHIP POST with an ICE-lite answer; returns the endpoint URL and
@@ -25,34 +27,13 @@ async fn ice_lite_server() -> (String, tokio::sync::oneshot::Receiver<()>) {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let (head, start) = loop {
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed before the request head");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break (String::from_utf8_lossy(&buf[..i]).into_owned(), i + 4);
-            }
-        };
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < start + len {
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed before the body");
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let (_, body) = common::read_request(&mut s)
+            .await
+            .expect("connection closed before the request");
         // Take the DTLS client role (`a=setup:active`) as Live777 does: then
         // the WHIP client is the DTLS server and has no DTLS timer either, so
         // nothing but its own ICE checks can start the session.
-        let offer =
-            String::from_utf8_lossy(&buf[start..]).replace("a=setup:actpass", "a=setup:passive");
+        let offer = body.replace("a=setup:actpass", "a=setup:passive");
         let offer = SdpOffer::from_sdp_string(&offer).unwrap();
 
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();

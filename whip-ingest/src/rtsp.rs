@@ -314,30 +314,7 @@ impl RtspSource {
                     let ts = video_ts.map(f.timestamp().timestamp() as u32, now);
                     let keyframe = f.is_random_access_point();
                     let frame = length_prefixed(f.data());
-                    let frame = match p.codec {
-                        VideoCodec::H265 => {
-                            let mut nals = Vec::new();
-                            if keyframe {
-                                // VPS/SPS/PPS the access unit lacks (H.265 §7.4.2.4.4 order).
-                                for ps in &params {
-                                    let t = h265_type(ps);
-                                    if !frame.iter().any(|n| h265_type(n) == t) {
-                                        nals.push(ps.clone());
-                                    }
-                                }
-                            }
-                            nals.extend(frame);
-                            VideoFrame::h265(ts, nals)
-                        }
-                        _ => {
-                            let mut nals = Vec::new();
-                            if keyframe {
-                                nals.extend(params.iter().cloned());
-                            }
-                            nals.extend(frame);
-                            VideoFrame::new(ts, nals)
-                        }
-                    };
+                    let frame = access_unit(p.codec, ts, keyframe, &params, frame);
                     if frame.nals.is_empty() {
                         continue;
                     }
@@ -435,34 +412,11 @@ impl RtspSource {
                     }
                 }
                 for f in frames.drain(..) {
-                    let mut nals = Vec::new();
-                    // Parameter sets the access unit lacks, in front of its
-                    // IDR/IRAP (H.265 §7.4.2.4.4 order: VPS, SPS, PPS).
-                    let kind = |n: &[u8]| {
-                        if hevc {
-                            h265_type(n)
-                        } else {
-                            crate::media::nal_type(n)
-                        }
-                    };
-                    if f.keyframe {
-                        for ps in &params {
-                            let t = kind(ps);
-                            if !f.nals.iter().any(|n| kind(n) == t) {
-                                nals.push(ps.clone());
-                            }
-                        }
-                    }
-                    nals.extend(f.nals);
-                    if nals.is_empty() {
+                    let ts = video_ts.map(f.ts, now);
+                    let frame = access_unit(p.codec, ts, f.keyframe, &params, f.nals);
+                    if frame.nals.is_empty() {
                         continue;
                     }
-                    let ts = video_ts.map(f.ts, now);
-                    let frame = if hevc {
-                        VideoFrame::h265(ts, nals)
-                    } else {
-                        VideoFrame::new(ts, nals)
-                    };
                     if !*healthy {
                         *healthy = true;
                         if tx.send(Media::Resumed).await.is_err() {
@@ -520,6 +474,37 @@ impl RtspSource {
             tokio::time::sleep(delay).await;
             debug!("RTSP reconnect attempt");
         }
+    }
+}
+
+/// An access unit for the publisher: at a keyframe, the parameter sets
+/// (`params`: SPS/PPS, or VPS/SPS/PPS) that `nals` lacks go in front of it,
+/// in that order (H.264 §7.4.1.2.3, H.265 §7.4.2.4.4), so every IDR/IRAP is
+/// decodable on its own even when the camera sends them only in the SDP.
+fn access_unit(
+    codec: VideoCodec,
+    ts: u32,
+    keyframe: bool,
+    params: &[Vec<u8>],
+    nals: Vec<Vec<u8>>,
+) -> VideoFrame {
+    let kind = |n: &[u8]| match codec {
+        VideoCodec::H265 => h265_type(n),
+        _ => crate::media::nal_type(n),
+    };
+    let mut out = Vec::with_capacity(params.len() + nals.len());
+    if keyframe {
+        out.extend(
+            params
+                .iter()
+                .filter(|ps| !nals.iter().any(|n| kind(n) == kind(ps)))
+                .cloned(),
+        );
+    }
+    out.extend(nals);
+    match codec {
+        VideoCodec::H265 => VideoFrame::h265(ts, out),
+        _ => VideoFrame::new(ts, out),
     }
 }
 

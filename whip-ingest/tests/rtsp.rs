@@ -141,25 +141,7 @@ async fn rtsp_camera_is_published_and_survives_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtsp_h265_camera_reaches_an_h265_viewer() {
-    let base = start_server().await;
-    let dir = temp_dir("rtsp-h265");
-    let port = free_tcp_port();
-    let _cam = camera_mode(port, "h265");
-    let mut ing = Ingest::start(&[
-        &format!("rtsp://127.0.0.1:{port}/cam"),
-        "--url",
-        &format!("{base}/whip/h265"),
-    ]);
-    let opts = sfu::client::Options {
-        tracks: vec![Track::H265],
-        ..Default::default()
-    };
-    let mut v = viewer_with(&format!("{base}/whep/h265"), Duration::from_secs(15), opts).await;
-    let rx = collect(&mut v, Duration::from_secs(3)).await;
-    ing.term();
-    let st = ing.wait(Duration::from_secs(10));
-    let log = ing.stderr();
-    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    let (rx, log, dir) = play_camera("rtsp-h265", "h265", "h265", vec![Track::H265]).await;
 
     let (packets, fus, max, decoded) = check_h265(&rx, &dir, &log);
     eprintln!("h265: {packets} packets ({fus} FUs, largest {max} B), {decoded} frames decoded");
@@ -184,35 +166,18 @@ async fn rtsp_camera_with_aac_audio_only_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtsp_h264_with_aac_publishes_video_and_warns_once() {
-    let base = start_server().await;
-    let dir = temp_dir("rtsp-aac");
-    let port = free_tcp_port();
-    let _cam = camera_mode(port, "h264+aac");
-    let mut ing = Ingest::start(&[
-        &format!("rtsp://127.0.0.1:{port}/cam"),
-        "--url",
-        &format!("{base}/whip/h264aac"),
-    ]);
-    let opts = sfu::client::Options {
-        tracks: vec![Track::Opus, Track::H264(0x42e01f)],
-        ..Default::default()
-    };
-    let mut v = viewer_with(
-        &format!("{base}/whep/h264aac"),
-        Duration::from_secs(15),
-        opts,
+    let (rx, log, dir) = play_camera(
+        "rtsp-aac",
+        "h264+aac",
+        "h264aac",
+        vec![Track::Opus, Track::H264(0x42e01f)],
     )
     .await;
-    let rx = collect(&mut v, Duration::from_secs(3)).await;
     let decoded = check_video(&rx, &dir, "H.264 + AAC");
     assert!(
         rx.iter().all(|r| r.kind == MediaKind::Video),
         "no audio forwarded"
     );
-    ing.term();
-    let st = ing.wait(Duration::from_secs(10));
-    let log = ing.stderr();
-    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
     assert_eq!(
         log.matches("not forwarded").count(),
         1,
@@ -223,53 +188,21 @@ async fn rtsp_h264_with_aac_publishes_video_and_warns_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtsp_h264_with_opus_passes_opus_through() {
-    let base = start_server().await;
-    let dir = temp_dir("rtsp-opus");
-    let port = free_tcp_port();
-    let _cam = camera_mode(port, "h264+opus");
-    let mut ing = Ingest::start(&[
-        &format!("rtsp://127.0.0.1:{port}/cam"),
-        "--url",
-        &format!("{base}/whip/h264opus"),
-    ]);
-    let opts = sfu::client::Options {
-        tracks: vec![Track::Opus, Track::H264(0x42e01f)],
-        ..Default::default()
-    };
-    let mut v = viewer_with(
-        &format!("{base}/whep/h264opus"),
-        Duration::from_secs(15),
-        opts,
+    let (rx, log, dir) = play_camera(
+        "rtsp-opus",
+        "h264+opus",
+        "h264opus",
+        vec![Track::Opus, Track::H264(0x42e01f)],
     )
     .await;
-    let rx = collect(&mut v, Duration::from_secs(3)).await;
-    ing.term();
-    let st = ing.wait(Duration::from_secs(10));
-    let log = ing.stderr();
-    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
     assert!(
         !log.contains("not forwarded"),
         "Opus is not skipped:\n{log}"
     );
     assert!(log.contains("raw RTP"), "the raw-packet path:\n{log}");
     let decoded = check_video(&rx, &dir, "H.264 + Opus");
-    let audio: Vec<_> = rx.iter().filter(|r| r.kind == MediaKind::Audio).collect();
-    // 20 ms frames: ~150 packets in 3 s.
-    assert!(audio.len() >= 75, "{} Opus packets in 3 s", audio.len());
+    let (audio, rms) = check_opus(&rx);
     assert!(audio.iter().all(|r| r.pt == 111), "Opus PT 111");
-    // Every packet is one Opus packet (RFC 7587 §4.2) that libopus decodes
-    // into 20 ms at 48 kHz (TOC byte config: a 20 ms frame).
-    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
-    let mut pcm = vec![0i16; 5760];
-    let mut energy = 0f64;
-    for r in &audio {
-        let n = dec
-            .decode(&r.payload, &mut pcm, false)
-            .unwrap_or_else(|e| panic!("Opus packet of {} B: {e}", r.payload.len()));
-        assert_eq!(n, 960, "20 ms of samples");
-        energy += pcm[..n].iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
-    }
-    let rms = (energy / (audio.len() * 960) as f64).sqrt();
     assert!(rms > 1000.0, "the 440 Hz tone is audible (RMS {rms:.0})");
     // Timestamps advance by 960 per packet (48 kHz clock kept).
     let steps = audio
@@ -337,30 +270,13 @@ fn check_h265(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtsp_h265_with_opus_passes_both() {
-    let base = start_server().await;
-    let dir = temp_dir("rtsp-h265-opus");
-    let port = free_tcp_port();
-    let _cam = camera_mode(port, "h265+opus");
-    let mut ing = Ingest::start(&[
-        &format!("rtsp://127.0.0.1:{port}/cam"),
-        "--url",
-        &format!("{base}/whip/h265opus"),
-    ]);
-    let opts = sfu::client::Options {
-        tracks: vec![Track::Opus, Track::H265],
-        ..Default::default()
-    };
-    let mut v = viewer_with(
-        &format!("{base}/whep/h265opus"),
-        Duration::from_secs(15),
-        opts,
+    let (rx, log, dir) = play_camera(
+        "rtsp-h265-opus",
+        "h265+opus",
+        "h265opus",
+        vec![Track::Opus, Track::H265],
     )
     .await;
-    let rx = collect(&mut v, Duration::from_secs(3)).await;
-    ing.term();
-    let st = ing.wait(Duration::from_secs(10));
-    let log = ing.stderr();
-    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
     assert!(
         !log.contains("not forwarded"),
         "Opus is not skipped:\n{log}"
@@ -370,18 +286,65 @@ async fn rtsp_h265_with_opus_passes_both() {
         "the raw-packet path:\n{log}"
     );
     let (packets, _, _, decoded) = check_h265(&rx, &dir, &log);
+    let (audio, _) = check_opus(&rx);
+    eprintln!(
+        "h265+opus: {packets} video packets, {decoded} frames decoded, {} Opus packets decoded",
+        audio.len()
+    );
+}
+
+/// Start a server, the test camera in `mode` and `whip-ingest` publishing it
+/// as `stream`; a viewer offering `tracks` collects 3 s; then the ingest is
+/// stopped and must exit 0. Returns (packets received, ingest log, temp dir).
+async fn play_camera(
+    dir: &str,
+    mode: &str,
+    stream: &str,
+    tracks: Vec<Track>,
+) -> (Vec<sfu::client::Received>, String, std::path::PathBuf) {
+    let base = start_server().await;
+    let dir = temp_dir(dir);
+    let port = free_tcp_port();
+    let _cam = camera_mode(port, mode);
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/{stream}"),
+    ]);
+    let opts = sfu::client::Options {
+        tracks,
+        ..Default::default()
+    };
+    let mut v = viewer_with(
+        &format!("{base}/whep/{stream}"),
+        Duration::from_secs(15),
+        opts,
+    )
+    .await;
+    let rx = collect(&mut v, Duration::from_secs(3)).await;
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    (rx, log, dir)
+}
+
+/// The Opus packets of `rx` (≥ 75 in 3 s of 20 ms frames): every one is a
+/// single Opus packet (RFC 7587 §4.2) that libopus decodes into 20 ms at
+/// 48 kHz. Returns them and the RMS of the decoded samples.
+fn check_opus(rx: &[sfu::client::Received]) -> (Vec<&sfu::client::Received>, f64) {
     let audio: Vec<_> = rx.iter().filter(|r| r.kind == MediaKind::Audio).collect();
     assert!(audio.len() >= 75, "{} Opus packets in 3 s", audio.len());
     let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
     let mut pcm = vec![0i16; 5760];
+    let mut energy = 0f64;
     for r in &audio {
         let n = dec
             .decode(&r.payload, &mut pcm, false)
             .unwrap_or_else(|e| panic!("Opus packet of {} B: {e}", r.payload.len()));
         assert_eq!(n, 960, "20 ms of samples");
+        energy += pcm[..n].iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
     }
-    eprintln!(
-        "h265+opus: {packets} video packets, {decoded} frames decoded, {} Opus packets decoded",
-        audio.len()
-    );
+    let rms = (energy / (audio.len() * 960) as f64).sqrt();
+    (audio, rms)
 }

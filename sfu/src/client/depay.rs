@@ -192,50 +192,62 @@ impl H264Depacketizer {
                 self.cur.push(p.to_vec());
                 Ok(())
             }
-            24 => {
-                let mut i = 1;
-                while i < p.len() {
-                    let Some(len) = p.get(i..i + 2) else {
-                        return Err(DepayError::TruncatedStap);
-                    };
-                    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-                    let Some(nal) = p.get(i + 2..i + 2 + len) else {
-                        return Err(DepayError::TruncatedStap);
-                    };
-                    if !nal.is_empty() {
-                        self.cur.push(nal.to_vec());
-                    }
-                    i += 2 + len;
-                }
-                Ok(())
-            }
+            24 => self.aggregate(&p[1..]),
             28 => {
                 if p.len() < 2 {
                     return Err(DepayError::TruncatedFu);
                 }
                 let (ind, fh) = (p[0], p[1]);
-                let (start, end) = (fh & 0x80 != 0, fh & 0x40 != 0);
-                if start {
-                    if self.fu.is_some() {
-                        self.cur_damaged = true;
-                    }
-                    let mut nal = Vec::with_capacity(p.len() * 4);
-                    nal.push((ind & 0xe0) | (fh & 0x1f));
-                    nal.extend_from_slice(&p[2..]);
-                    self.fu = Some(nal);
-                } else if let Some(nal) = self.fu.as_mut() {
-                    nal.extend_from_slice(&p[2..]);
-                } else {
-                    // A middle or end fragment whose start we missed.
-                    self.cur_damaged = true;
-                    return Ok(());
-                }
-                if end && let Some(nal) = self.fu.take() {
-                    self.cur.push(nal);
-                }
+                self.fragment(fh, &[(ind & 0xe0) | (fh & 0x1f)], &p[2..]);
                 Ok(())
             }
             t => Err(DepayError::Unsupported(t)),
+        }
+    }
+
+    /// The NAL units of an aggregation packet body (H.264 STAP-A after its
+    /// one-byte header, RFC 6184 §5.7.1; H.265 AP after its two, RFC 7798
+    /// §4.4.2): 16-bit big-endian sizes, each followed by a NAL unit.
+    fn aggregate(&mut self, mut b: &[u8]) -> Result<(), DepayError> {
+        while !b.is_empty() {
+            let Some(len) = b.get(..2) else {
+                return Err(DepayError::TruncatedStap);
+            };
+            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+            let Some(nal) = b.get(2..2 + len) else {
+                return Err(DepayError::TruncatedStap);
+            };
+            if !nal.is_empty() {
+                self.cur.push(nal.to_vec());
+            }
+            b = &b[2 + len..];
+        }
+        Ok(())
+    }
+
+    /// One fragment of a NAL unit (H.264 FU-A, RFC 6184 §5.8; H.265 FU,
+    /// RFC 7798 §4.4.3): `fu_header` carries the S (0x80) and E (0x40)
+    /// bits, `nal_header` is the rebuilt NAL unit header used at the start.
+    /// A middle or end fragment whose start was missed marks the unit
+    /// damaged and is dropped.
+    fn fragment(&mut self, fu_header: u8, nal_header: &[u8], body: &[u8]) {
+        let (start, end) = (fu_header & 0x80 != 0, fu_header & 0x40 != 0);
+        if start {
+            if self.fu.is_some() {
+                self.cur_damaged = true;
+            }
+            let mut nal = Vec::with_capacity(body.len() * 4);
+            nal.extend_from_slice(nal_header);
+            nal.extend_from_slice(body);
+            self.fu = Some(nal);
+        } else if let Some(nal) = self.fu.as_mut() {
+            nal.extend_from_slice(body);
+        } else {
+            self.cur_damaged = true;
+            return;
+        }
+        if end && let Some(nal) = self.fu.take() {
+            self.cur.push(nal);
         }
     }
 
@@ -253,46 +265,12 @@ impl H264Depacketizer {
                 self.cur.push(p.to_vec());
                 Ok(())
             }
-            48 => {
-                let mut i = 2;
-                while i < p.len() {
-                    let Some(len) = p.get(i..i + 2) else {
-                        return Err(DepayError::TruncatedStap);
-                    };
-                    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-                    let Some(nal) = p.get(i + 2..i + 2 + len) else {
-                        return Err(DepayError::TruncatedStap);
-                    };
-                    if !nal.is_empty() {
-                        self.cur.push(nal.to_vec());
-                    }
-                    i += 2 + len;
-                }
-                Ok(())
-            }
+            48 => self.aggregate(&p[2..]),
             49 => {
                 let Some(&fh) = p.get(2) else {
                     return Err(DepayError::TruncatedFu);
                 };
-                let (start, end) = (fh & 0x80 != 0, fh & 0x40 != 0);
-                if start {
-                    if self.fu.is_some() {
-                        self.cur_damaged = true;
-                    }
-                    let mut nal = Vec::with_capacity(p.len() * 4);
-                    nal.push((p[0] & 0x81) | ((fh & 0x3f) << 1));
-                    nal.push(p[1]);
-                    nal.extend_from_slice(&p[3..]);
-                    self.fu = Some(nal);
-                } else if let Some(nal) = self.fu.as_mut() {
-                    nal.extend_from_slice(&p[3..]);
-                } else {
-                    self.cur_damaged = true;
-                    return Ok(());
-                }
-                if end && let Some(nal) = self.fu.take() {
-                    self.cur.push(nal);
-                }
+                self.fragment(fh, &[(p[0] & 0x81) | ((fh & 0x3f) << 1), p[1]], &p[3..]);
                 Ok(())
             }
             t => Err(DepayError::Unsupported(t)),
