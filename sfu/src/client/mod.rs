@@ -11,6 +11,7 @@
 pub mod depay;
 pub mod h264;
 pub mod http;
+pub mod link;
 pub mod ogg;
 mod session;
 pub mod sps;

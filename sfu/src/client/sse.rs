@@ -29,60 +29,18 @@ impl ServerEvent {
     }
 }
 
-/// Split one `Link` header value into its links (commas outside `<...>` and
-/// quotes separate them).
-fn split_links(v: &str) -> Vec<&str> {
-    let (mut out, mut start, mut angle, mut quote) = (Vec::new(), 0, false, false);
-    for (i, c) in v.char_indices() {
-        match c {
-            '<' if !quote => angle = true,
-            '>' if !quote => angle = false,
-            '"' if !angle => quote = !quote,
-            ',' if !angle && !quote => {
-                out.push(&v[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&v[start..]);
-    out
-}
-
 /// The target of the first `Link` (RFC 8288) among `headers` (lower-case
 /// names) whose `rel` is `rel`, with its other parameters.
 pub fn find_link(
     headers: &[(String, String)],
     rel: &str,
 ) -> Option<(String, Vec<(String, String)>)> {
-    for (k, v) in headers {
-        if k != "link" {
-            continue;
-        }
-        for link in split_links(v) {
-            let link = link.trim();
-            let Some(rest) = link.strip_prefix('<') else {
-                continue;
-            };
-            let Some((target, params)) = rest.split_once('>') else {
-                continue;
-            };
-            let params: Vec<(String, String)> = params
-                .split(';')
-                .filter_map(|p| {
-                    let (k, v) = p.trim().split_once('=')?;
-                    Some((
-                        k.trim().to_ascii_lowercase(),
-                        v.trim().trim_matches('"').to_string(),
-                    ))
-                })
-                .collect();
-            if params.iter().any(|(k, v)| k == "rel" && v == rel) {
-                return Some((target.to_string(), params));
-            }
-        }
-    }
-    None
+    headers
+        .iter()
+        .filter(|(k, _)| k == "link")
+        .flat_map(|(_, v)| super::link::parse(v))
+        .find(|l| l.has_rel(rel))
+        .map(|l| (l.target, l.params))
 }
 
 /// Incremental `text/event-stream` parser (lines end with `\n` or `\r\n`).

@@ -149,101 +149,16 @@ pub fn server_address(url: &str) -> Result<(&str, String), String> {
 /// link with `rel="ice-server"`, with its `username` and `credential`
 /// parameters. A header value may hold several comma-separated links.
 pub fn ice_servers_from_links<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<IceServer> {
-    let mut out = Vec::new();
-    for v in values {
-        for link in split_links(v) {
-            let Some((url, params)) = link
-                .trim()
-                .strip_prefix('<')
-                .and_then(|l| l.split_once('>'))
-            else {
-                continue;
-            };
-            let mut rel = None;
-            let (mut username, mut credential) = (None, None);
-            for p in split_outside_quotes(params, ';') {
-                let Some((k, v)) = p.split_once('=') else {
-                    continue;
-                };
-                let v = unquote(v.trim());
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "rel" => rel = Some(v),
-                    "username" => username = Some(v),
-                    "credential" => credential = Some(v),
-                    _ => {}
-                }
-            }
-            if rel.is_some_and(|r| r.split_whitespace().any(|r| r == "ice-server")) {
-                out.push(IceServer {
-                    url: url.trim().to_string(),
-                    username,
-                    credential,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Links of one header value: split at commas outside quotes and `<>`.
-fn split_links(v: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut angle, mut start) = (false, false, 0);
-    let mut escaped = false;
-    for (i, c) in v.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' if !angle => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                out.push(&v[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&v[start..]);
-    out
-}
-
-fn split_outside_quotes(v: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut start) = (false, false, 0);
-    for (i, c) in v.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                out.push(&v[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    out.push(&v[start..]);
-    out
-}
-
-fn unquote(v: &str) -> String {
-    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(q) => {
-            let mut out = String::with_capacity(q.len());
-            let mut esc = false;
-            for c in q.chars() {
-                if esc || c != '\\' {
-                    out.push(c);
-                    esc = false;
-                } else {
-                    esc = true;
-                }
-            }
-            out
-        }
-        None => v.to_string(),
-    }
+    values
+        .into_iter()
+        .flat_map(super::link::parse)
+        .filter(|l| l.has_rel("ice-server"))
+        .map(|l| IceServer {
+            username: l.param("username").map(str::to_string),
+            credential: l.param("credential").map(str::to_string),
+            url: l.target,
+        })
+        .collect()
 }
 
 #[cfg(test)]
