@@ -114,6 +114,12 @@ struct Common {
     /// Video bit rate of the clip, kbit/s.
     #[arg(long, default_value_t = 2000)]
     video_kbps: u32,
+    /// Every M-th viewer keeps full accounting (SRTP decryption, SEI
+    /// latency, NACKs); the others switch to header-only accounting (loss
+    /// and bitrate from the clear RTP headers) after their first complete
+    /// keyframe, so one core can account thousands. 1: all full.
+    #[arg(long, default_value_t = 20)]
+    sample_every: usize,
     /// Runtime worker threads [default: number of CPUs].
     #[arg(long)]
     threads: Option<usize>,
@@ -367,8 +373,9 @@ impl Rig {
             let st = Arc::new(Mutex::new(viewer::Stats::new(Instant::now())));
             let (st2, opts, ep) = (st.clone(), self.opts(), self.c.whep.clone());
             let group = self.groups[i % self.groups.len()].clone();
+            let sample = i % self.c.sample_every.max(1) == 0;
             self.tasks.push(tokio::spawn(async move {
-                if let Some(slot) = viewer::join(ep, opts, st2).await {
+                if let Some(slot) = viewer::join(ep, opts, st2, sample).await {
                     drop(permit);
                     // A closed group (stopping) drops the slot: it closes
                     // without DELETE, as the session task ends.

@@ -2,7 +2,7 @@
 //! it receives from RTP headers and payload starts only (no decoding).
 
 use crate::sei;
-use sfu::client::{ClientEvent, Options, Received, Refused, Session};
+use sfu::client::{ClientEvent, HeaderSink, Options, Received, Refused, Session};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::media::MediaKind;
@@ -86,6 +86,34 @@ pub struct Stats {
     pub packet_latency_ms: Vec<f32>,
     /// Measurement window on (latency samples are kept).
     pub measuring: bool,
+    /// Header-only accounting since the first complete keyframe (no SRTP
+    /// decryption; loss and bitrate from RTP headers, no latency samples).
+    pub header_only: bool,
+    /// Highest extended sequence number seen per kind (video, audio),
+    /// across windows: extends the 16-bit ones of header-only packets.
+    last_seq: [Option<u64>; 2],
+}
+
+/// Extend a 16-bit RTP sequence number (RFC 3550 §A.1) to the 64-bit one
+/// nearest `last` (the highest extended number seen so far).
+pub fn extend_seq(last: Option<u64>, seq: u16) -> u64 {
+    match last {
+        None => seq as u64,
+        Some(l) => {
+            let d = seq.wrapping_sub(l as u16) as i16 as i64;
+            (l as i64 + d).max(0) as u64
+        }
+    }
+}
+
+/// Header-only accounting of one viewer ([`Session::header_only`]).
+struct Lean(Arc<Mutex<Stats>>);
+
+impl HeaderSink for Lean {
+    fn on_rtp(&self, kind: MediaKind, seq: u16, payload_len: usize, _at: Instant) {
+        let mut st = self.0.lock().unwrap();
+        st.count(kind, None, seq, payload_len);
+    }
 }
 
 impl Stats {
@@ -102,6 +130,20 @@ impl Stats {
             frame_latency_ms: Vec::new(),
             packet_latency_ms: Vec::new(),
             measuring: false,
+            header_only: false,
+            last_seq: [None; 2],
+        }
+    }
+
+    /// Count one packet of `kind` with extended sequence number `ext` (full
+    /// path) or 16-bit `seq` (header-only) and `len` payload bytes.
+    fn count(&mut self, kind: MediaKind, ext: Option<u64>, seq: u16, len: usize) {
+        let k = usize::from(kind == MediaKind::Audio);
+        let ext = ext.unwrap_or_else(|| extend_seq(self.last_seq[k], seq));
+        self.last_seq[k] = Some(self.last_seq[k].map_or(ext, |l| l.max(ext)));
+        match kind {
+            MediaKind::Video => self.video.on(ext, len),
+            MediaKind::Audio => self.audio.on(ext, len),
         }
     }
 
@@ -221,7 +263,7 @@ impl Track {
                 st.frame_latency_ms.push(ms);
             }
         }
-        st.video.on(r.seq, r.payload.len());
+        st.count(MediaKind::Video, Some(r.seq), r.seq as u16, r.payload.len());
     }
 }
 
@@ -230,12 +272,20 @@ pub struct Slot {
     session: Session,
     stats: Arc<Mutex<Stats>>,
     track: Track,
+    /// Stays on full accounting (SRTP, SEI latency, NACKs) for good.
+    sample: bool,
 }
 
 /// Join one viewer: POST the offer, wait for ICE + DTLS (both bounded by
 /// [`JOIN_TIMEOUT`]). On failure the cause lands in `stats` and the result
-/// is `None`.
-pub async fn join(endpoint: String, opts: Options, stats: Arc<Mutex<Stats>>) -> Option<Slot> {
+/// is `None`. A `sample` viewer keeps full accounting; the others switch to
+/// header-only accounting after their first complete keyframe.
+pub async fn join(
+    endpoint: String,
+    opts: Options,
+    stats: Arc<Mutex<Stats>>,
+    sample: bool,
+) -> Option<Slot> {
     let post_at = Instant::now();
     *stats.lock().unwrap() = Stats::new(post_at);
     let fail = |why: String| stats.lock().unwrap().state = State::Failed(why);
@@ -289,6 +339,7 @@ pub async fn join(endpoint: String, opts: Options, stats: Arc<Mutex<Stats>>) -> 
         session: s,
         stats,
         track: Track::new(),
+        sample,
     })
 }
 
@@ -303,8 +354,16 @@ fn drain(slot: &mut Slot, epoch: Instant) -> bool {
     loop {
         match slot.session.events.try_recv() {
             Ok(ClientEvent::Rtp(r)) => match r.kind {
-                MediaKind::Video => slot.track.on_video(&r, &mut st, epoch),
-                MediaKind::Audio => st.audio.on(r.seq, r.payload.len()),
+                MediaKind::Video => {
+                    slot.track.on_video(&r, &mut st, epoch);
+                    if !slot.sample && !st.header_only && st.first_frame.is_some() {
+                        st.header_only = true;
+                        slot.session.header_only(Arc::new(Lean(slot.stats.clone())));
+                    }
+                }
+                MediaKind::Audio => {
+                    st.count(MediaKind::Audio, Some(r.seq), r.seq as u16, r.payload.len())
+                }
             },
             Ok(ClientEvent::Closed(_)) | Err(mpsc::error::TryRecvError::Disconnected) => {
                 st.state = State::Closed;
@@ -364,6 +423,15 @@ mod tests {
         assert_eq!(c.expected(), 8);
         assert_eq!(c.received, 6);
         assert_eq!(c.lost(), 2);
+    }
+
+    #[test]
+    fn sequence_numbers_extend_across_wraps() {
+        assert_eq!(extend_seq(None, 65535), 65535);
+        assert_eq!(extend_seq(Some(65535), 0), 65536);
+        assert_eq!(extend_seq(Some(65536), 65535), 65535);
+        assert_eq!(extend_seq(Some(3 * 65536 + 10), 5), 3 * 65536 + 5);
+        assert_eq!(extend_seq(Some(3), 65530), 0);
     }
 
     #[test]

@@ -181,6 +181,45 @@ enum Cmd {
     IceAnswer(String, oneshot::Sender<Result<(), String>>),
     /// The server refused the restart: forget the pending offer.
     IceRollback,
+    /// From now on account received RTP from its header only.
+    HeaderOnly(Arc<dyn HeaderSink>),
+}
+
+/// Receives what can be read of a received SRTP packet without decrypting
+/// it (RFC 3711 §3.1: the RTP header is sent in the clear), once a session
+/// is switched to header-only accounting ([`Session::header_only`]).
+pub trait HeaderSink: Send + Sync + 'static {
+    /// One RTP packet of a known media stream: its kind, the 16-bit
+    /// sequence number (RFC 3550 §5.1; extend it yourself), the payload
+    /// length in bytes (datagram minus RTP header, SRTP auth tag and
+    /// padding as learnt from the decrypted packets before the switch) and
+    /// the arrival time (taken when the datagram batch was read).
+    fn on_rtp(&self, kind: MediaKind, seq: u16, payload_len: usize, at: Instant);
+}
+
+/// The clear parts of an SRTP packet: `(ssrc, seq, header_len)`; `None` for
+/// anything that is not RTP version 2 (STUN, DTLS, RTCP: RFC 7983 §7,
+/// RFC 5761 §4 payload types 64–95 with the marker bit are RTCP).
+fn rtp_header(d: &[u8]) -> Option<(u32, u16, usize)> {
+    if d.len() < 12 || d[0] >> 6 != 2 || (64..96).contains(&(d[1] & 0x7f)) {
+        return None;
+    }
+    let mut len = 12 + 4 * (d[0] & 0x0f) as usize;
+    if d[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes([*d.get(len + 2)?, *d.get(len + 3)?]) as usize;
+        len += 4 + 4 * words;
+    }
+    (len <= d.len()).then(|| {
+        let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+        (ssrc, u16::from_be_bytes([d[2], d[3]]), len)
+    })
+}
+
+/// Header-only accounting state of one session.
+struct Lean {
+    sink: Arc<dyn HeaderSink>,
+    /// SSRC → kind of the streams str0m knows (looked up once each).
+    kinds: Vec<(u32, MediaKind)>,
 }
 
 /// A live client session.
@@ -574,6 +613,16 @@ impl Session {
         }
     }
 
+    /// Stop decrypting received RTP: from now on each RTP datagram of a
+    /// stream str0m already knows goes to `sink` as header facts instead of
+    /// through SRTP and str0m (so no [`ClientEvent::Rtp`], no NACKs and no
+    /// receiver-side RTCP for them); STUN, DTLS, RTCP and packets of new
+    /// SSRCs (RTX too) still take the full path. For load generators that
+    /// account thousands of viewers on one core.
+    pub fn header_only(&self, sink: Arc<dyn HeaderSink>) {
+        let _ = self.cmd.send(Cmd::HeaderOnly(sink));
+    }
+
     /// Vanish without DELETE (as go2rtc or a crashed client does): the task
     /// and its socket stop; the server must notice through ICE consent.
     pub fn abandon(self) {
@@ -746,6 +795,12 @@ async fn drive_inner(
         })
         .collect();
     let mut layer_seqs: Vec<(str0m::media::Rid, u64)> = Vec::new();
+    let mut lean: Option<Lean> = None;
+    // SRTP overhead (auth tag + padding) learnt from the last decrypted
+    // packet: `(ssrc, seq, datagram length − header length)` of the last
+    // RTP datagram fed to str0m, and the overhead seen.
+    let mut last_rtp: Option<(u32, u16, usize)> = None;
+    let mut overhead = 0usize;
     // Drive the agents once before the first poll: the ICE agent (`is` 0.12
     // `IceAgent::poll_timeout`) reports no timeout until its first
     // `handle_timeout`, so without this only a DTLS client timer would ever
@@ -770,6 +825,12 @@ async fn drive_inner(
                     let out = match e {
                         Event::Connected => Some(ClientEvent::Connected),
                         Event::RtpPacket(p) => {
+                            if let Some((ssrc, seq, body)) = last_rtp.take()
+                                && ssrc == *p.header.ssrc
+                                && seq == p.header.sequence_number
+                            {
+                                overhead = body.saturating_sub(p.payload.len());
+                            }
                             let kind = rtc
                                 .direct_api()
                                 .stream_rx(&p.header.ssrc)
@@ -862,6 +923,30 @@ async fn drive_inner(
                 }
                 continue;
             }
+            let rtp = rtp_header(data);
+            if let (Some(l), Some((ssrc, seq, hlen))) = (lean.as_mut(), rtp) {
+                let kind = match l.kinds.iter().find(|(s, _)| *s == ssrc) {
+                    Some((_, k)) => Some(*k),
+                    None => {
+                        let k = rtc
+                            .direct_api()
+                            .stream_rx(&ssrc.into())
+                            .map(|s| s.mid())
+                            .and_then(|m| mids.iter().find(|(_, x)| *x == m))
+                            .map(|(k, _)| *k);
+                        if let Some(k) = k {
+                            l.kinds.push((ssrc, k));
+                        }
+                        k
+                    }
+                };
+                if let Some(kind) = kind {
+                    let len = (data.len() - hlen).saturating_sub(overhead);
+                    l.sink.on_rtp(kind, seq, len, at);
+                    continue;
+                }
+            }
+            last_rtp = rtp.map(|(ssrc, seq, hlen)| (ssrc, seq, data.len() - hlen));
             if let Ok(contents) = data.try_into() {
                 let _ = rtc.handle_input(Input::Receive(
                     at,
@@ -962,6 +1047,7 @@ async fn drive_inner(
                     let _ = reply.send(r);
                 }
                 Some(Cmd::IceRollback) => pending = None,
+                Some(Cmd::HeaderOnly(sink)) => lean = Some(Lean { sink, kinds: Vec::new() }),
                 Some(Cmd::Close) | None => {
                     let _ = rtc.close();
                     for _ in 0..64 {

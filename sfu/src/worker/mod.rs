@@ -480,8 +480,8 @@ impl Worker {
                         ));
                         break;
                     }
-                    if next != peer.next_timeout || timers.is_empty() {
-                        peer.next_timeout = next;
+                    if peer.next_timeout != Some(next) {
+                        peer.next_timeout = Some(next);
                         timers.push(Reverse((next, id)));
                     }
                     break;
@@ -504,9 +504,13 @@ impl Worker {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
-            if peer.next_timeout != t {
+            if peer.next_timeout != Some(t) {
                 continue; // stale entry
             }
+            // This entry is spent: whatever `drive` computes next is armed,
+            // even when it equals `t` (str0m answers with its last `now`
+            // while it still has output to give).
+            peer.next_timeout = None;
             if let Some(reason) = expired(peer, now) {
                 self.close_peer(id, reason);
                 continue;
@@ -564,7 +568,6 @@ impl Worker {
                     }
                 }
             }
-            peer.next_timeout = now; // force re-arm
             if replay_due {
                 self.drain_replay(id, now);
             }
@@ -954,9 +957,9 @@ impl Worker {
             debug!(peer = publisher, track, layer, "keyframe request sent");
             self.drive(publisher, now);
         } else if let Some(due) = throttle.next_due()
-            && due < peer.next_timeout
+            && peer.next_timeout.is_none_or(|t| due < t)
         {
-            peer.next_timeout = due;
+            peer.next_timeout = Some(due);
             self.timers.push(Reverse((due, publisher)));
         }
     }

@@ -193,8 +193,10 @@ pub struct Peer {
     pub disconnected_at: Option<Instant>,
     /// Remote addresses bound in the demux.
     pub addrs: Vec<SocketAddr>,
-    /// Next time this peer needs `handle_timeout`.
-    pub next_timeout: Instant,
+    /// When the peer's live entry in the worker's timer heap fires (`None`:
+    /// no live entry, the next `drive` arms one). Older heap entries with
+    /// other times are stale and skipped.
+    pub next_timeout: Option<Instant>,
     /// Closing: `rtc.close()` called, draining.
     pub closing: bool,
     /// Live statistics shared with the HTTP layer.
@@ -237,7 +239,7 @@ impl Peer {
             connected: false,
             disconnected_at: None,
             addrs: Vec::new(),
-            next_timeout: n.created,
+            next_timeout: None,
             closing: false,
             stats: n.stats,
             folder: StatsFolder::default(),
