@@ -4,6 +4,7 @@
 //! Nothing here touches a socket: datagrams move between the two `Rtc`s in
 //! memory, with loopback addresses only as labels.
 
+use sfu::rtc_config::RtcRole;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,8 +71,8 @@ pub struct Pair {
     pub pt: Pt,
 }
 
-fn rtp_config() -> RtcConfig {
-    let mut cfg = RtcConfig::new().set_rtp_mode(true).clear_codecs();
+/// H.264 (+ RTX) and Opus on `cfg`.
+fn with_codecs(mut cfg: RtcConfig) -> RtcConfig {
     cfg.codec_config()
         .add_h264(96.into(), Some(97.into()), true, 0x42e01f);
     cfg.enable_opus(true, false)
@@ -85,13 +86,15 @@ impl Pair {
         let mut now = Instant::now();
         let (sfu_addr, client_addr): (SocketAddr, SocketAddr) =
             (SFU_ADDR.parse().unwrap(), CLIENT_ADDR.parse().unwrap());
-        let mut client = rtp_config().build(now);
+        let mut client = with_codecs(RtcConfig::new().set_rtp_mode(true).clear_codecs()).build(now);
         client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
         let mut api = client.sdp_api();
         let _audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = api.apply().expect("offer");
-        let mut sfu = rtp_config().build(now);
+        // The server's own viewer configuration (sfu::rtc_config): what
+        // the benchmarks measure is what `sfu` runs.
+        let mut sfu = with_codecs(sfu::rtc_config::base(RtcRole::Viewer { bwe: false })).build(now);
         sfu.add_local_candidate(Candidate::host(sfu_addr, "udp").unwrap());
         let answer = sfu.sdp_api().accept_offer(offer).expect("answer");
         client
@@ -118,6 +121,9 @@ impl Pair {
             }
         }
         assert!(up_s && up_c, "in-memory pair did not connect");
+        if let Some(tx) = sfu.direct_api().stream_tx_by_mid(mid, None) {
+            sfu::rtc_config::set_resend_history(tx, 2_000_000);
+        }
         let pt = sfu
             .media(mid)
             .and_then(|m| m.remote_pts().first().copied())

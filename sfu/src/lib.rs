@@ -21,6 +21,7 @@ pub mod layers;
 pub mod media;
 pub mod metrics;
 pub mod registry;
+pub mod rtc_config;
 pub mod sdp_scan;
 pub mod server;
 pub mod stats;

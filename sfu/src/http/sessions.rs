@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::demux::PeerRef;
 use crate::forward::{KeyframeWaiter, Rewrite};
 use crate::registry::{Publication, Role, SessionEntry, new_session_id};
+use crate::rtc_config::{self, RtcRole};
 use crate::sdp_scan::{self, Offer};
 use crate::worker::peer::{
     KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, Replay, ViewerState, ViewerTrack,
@@ -24,7 +25,7 @@ use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{MediaKind, Mid};
-use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+use str0m::{Candidate, IceCreds, Rtc};
 use tracing::{info, warn};
 
 /// Everything the HTTP layer needs to create sessions.
@@ -61,38 +62,14 @@ impl App {
         self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shared.shards.len()
     }
 
-    /// A str0m `Rtc` for one session. `role` decides the RTP header
-    /// extensions: publishers and simulcast viewers get str0m's standard map;
-    /// other viewers get it without transport-wide sequence numbers (no
-    /// TWCC, draft-holmer-rmcat-transport-wide-cc-extensions-01), since
-    /// nothing on their path adapts to a bandwidth estimate: the server
-    /// neither numbers, records (≈ 90 KiB per viewer) nor receives feedback
-    /// for every packet it sends them.
+    /// A str0m `Rtc` for one session of `role` ([`rtc_config::base`]) with
+    /// our ICE credentials, DTLS certificate and the chosen codecs.
     fn build_rtc(&self, formats: &[&Chosen], role: RtcRole) -> Result<(Rtc, IceCreds), Resp> {
         let creds = IceCreds::new();
         let ret = creds.clone();
-        let mut cfg = RtcConfig::new()
-            .set_rtp_mode(true)
+        let mut cfg = rtc_config::base(role)
             .set_local_ice_credentials(creds)
-            .set_dtls_cert(self.cert.clone())
-            .set_stats_interval(Some(crate::stats::STATS_INTERVAL))
-            .clear_codecs();
-        match role {
-            RtcRole::Publisher => {}
-            RtcRole::Viewer { bwe: true } => {
-                // Send-side estimate (TWCC, RFC 8888 / GCC) drives simulcast layer choice.
-                cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::mbps(10)));
-            }
-            RtcRole::Viewer { bwe: false } => {
-                let mut exts = str0m::rtp::ExtensionMap::empty();
-                for (id, e) in str0m::rtp::ExtensionMap::standard().iter() {
-                    if *e != str0m::rtp::Extension::TransportSequenceNumber {
-                        exts.set(id, e.clone());
-                    }
-                }
-                cfg = cfg.set_extension_map(exts);
-            }
-        }
+            .set_dtls_cert(self.cert.clone());
         for f in formats {
             f.add_to(&mut cfg);
         }
@@ -464,12 +441,8 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
             continue; // m-line rejected in the answer
         };
         if video {
-            // Resend history for NACKs (RFC 4585 §6.2.1): str0m keeps 1024
-            // packets over 3 s by default, ≈ 430 B of bookkeeping each per
-            // viewer; RTX_CACHE_AGE at the stream's rate covers a NACK
-            // round trip and a retry.
             let bps = publication.bitrate_in.load(Ordering::Relaxed);
-            tx.set_rtx_cache(rtx_cache_packets(bps), RTX_CACHE_AGE, Some(0.15));
+            rtc_config::set_resend_history(tx, bps);
         }
         tracks[*ti] = Some(ViewerTrack {
             mid,
@@ -673,33 +646,6 @@ pub async fn patch(
     empty(StatusCode::NO_CONTENT)
 }
 
-/// Which side of the SFU a session's `Rtc` is on ([`App::build_rtc`]).
-#[derive(Clone, Copy, Debug)]
-enum RtcRole {
-    /// A WHIP publisher (the server receives; TWCC feedback to it).
-    Publisher,
-    /// A WHEP viewer; `bwe`: a send-side bandwidth estimate picks its
-    /// simulcast layer.
-    Viewer { bwe: bool },
-}
-
-/// Oldest video packet kept per viewer for resends.
-const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_millis(500);
-/// Fewest video packets kept per viewer for resends (RTX_CACHE_AGE at
-/// 2 Mbit/s of ≈ 1,100-byte packets, rounded up).
-const RTX_CACHE_MIN: usize = 128;
-/// Most video packets kept per viewer for resends.
-const RTX_CACHE_MAX: usize = 512;
-
-/// Video packets a viewer keeps for resends: [`RTX_CACHE_AGE`] worth at the
-/// publication's incoming rate `bitrate_bps` (bit/s, all tracks; 0 when not
-/// measured yet) in ≈ 1,100-byte packets, within
-/// [`RTX_CACHE_MIN`]..=[`RTX_CACHE_MAX`].
-fn rtx_cache_packets(bitrate_bps: u64) -> usize {
-    let per_s = bitrate_bps as f64 / (8.0 * 1100.0);
-    ((per_s * RTX_CACHE_AGE.as_secs_f64()).ceil() as usize).clamp(RTX_CACHE_MIN, RTX_CACHE_MAX)
-}
-
 /// Most ICE restarts one session may do (each keeps a demux entry).
 const MAX_ICE_RESTARTS: u32 = 8;
 
@@ -795,20 +741,4 @@ pub fn over_limit(app: &App) -> Option<Resp> {
         return Some(r);
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resend_history_follows_the_stream_rate() {
-        // Unknown rate and up to ~2 Mbit/s: the floor.
-        assert_eq!(rtx_cache_packets(0), RTX_CACHE_MIN);
-        assert_eq!(rtx_cache_packets(2_000_000), RTX_CACHE_MIN);
-        // 6 Mbit/s (OBS): 6e6 / 8,800 bit per packet × 0.5 s = 341.
-        assert_eq!(rtx_cache_packets(6_000_000), 341);
-        // 50 Mbit/s: the ceiling.
-        assert_eq!(rtx_cache_packets(50_000_000), RTX_CACHE_MAX);
-    }
 }

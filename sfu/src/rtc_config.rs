@@ -1,0 +1,121 @@
+//! The str0m configuration of every session, by role: one place for what
+//! the server negotiates and keeps per peer, shared by the HTTP handlers and
+//! the benchmarks (so the benchmarks measure what the server runs).
+
+use std::time::Duration;
+use str0m::RtcConfig;
+use str0m::rtp::{Extension, ExtensionMap, StreamTx};
+
+/// Which side of the SFU a session's `Rtc` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtcRole {
+    /// A WHIP publisher: the server receives, and sends TWCC feedback so
+    /// the publisher's own bandwidth estimate works.
+    Publisher,
+    /// A WHEP viewer; `bwe`: a send-side bandwidth estimate (TWCC, GCC)
+    /// picks its simulcast layer.
+    Viewer {
+        /// Estimate the viewer's bandwidth (simulcast publications).
+        bwe: bool,
+    },
+}
+
+/// Oldest video packet a viewer keeps for resends.
+pub const RTX_CACHE_AGE: Duration = Duration::from_millis(500);
+/// Fewest video packets a viewer keeps for resends ([`RTX_CACHE_AGE`] at
+/// 2 Mbit/s in ≈ 1,100-byte packets, rounded up).
+pub const RTX_CACHE_MIN: usize = 128;
+/// Most video packets a viewer keeps for resends.
+pub const RTX_CACHE_MAX: usize = 512;
+/// Resends are dropped while they exceed this share of a stream's bytes
+/// (str0m's RTX ratio cap: a lossy viewer link is not flooded further).
+pub const RTX_RATIO_CAP: f32 = 0.15;
+
+/// RTP mode (we forward packets, never frames), the stats interval, no
+/// codecs yet (the caller adds the chosen ones), and per role:
+/// - publishers and simulcast viewers: str0m's standard header extensions,
+///   and for simulcast viewers the bandwidth estimate (initial 10 Mbit/s);
+/// - other viewers: the same extensions without transport-wide sequence
+///   numbers (no TWCC, draft-holmer-rmcat-transport-wide-cc-extensions-01):
+///   nothing on their path adapts to an estimate, so the server neither
+///   numbers and records every packet it sends them (≈ 90 KiB per viewer
+///   in str0m's send register) nor receives and parses their feedback.
+pub fn base(role: RtcRole) -> RtcConfig {
+    let mut cfg = RtcConfig::new()
+        .set_rtp_mode(true)
+        .set_stats_interval(Some(crate::stats::STATS_INTERVAL))
+        .clear_codecs();
+    match role {
+        RtcRole::Publisher => {}
+        RtcRole::Viewer { bwe: true } => {
+            cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::mbps(10)));
+        }
+        RtcRole::Viewer { bwe: false } => {
+            let mut exts = ExtensionMap::empty();
+            for (id, e) in ExtensionMap::standard().iter() {
+                if *e != Extension::TransportSequenceNumber {
+                    exts.set(id, e.clone());
+                }
+            }
+            cfg = cfg.set_extension_map(exts);
+        }
+    }
+    cfg
+}
+
+/// Video packets a viewer keeps for resends: [`RTX_CACHE_AGE`] worth at the
+/// publication's incoming rate `bitrate_bps` (bit/s, all tracks; 0 when not
+/// measured yet) in ≈ 1,100-byte packets, within
+/// [`RTX_CACHE_MIN`]..=[`RTX_CACHE_MAX`].
+pub fn rtx_cache_packets(bitrate_bps: u64) -> usize {
+    let per_s = bitrate_bps as f64 / (8.0 * 1100.0);
+    ((per_s * RTX_CACHE_AGE.as_secs_f64()).ceil() as usize).clamp(RTX_CACHE_MIN, RTX_CACHE_MAX)
+}
+
+/// Size a viewer video stream's resend history for NACKs (RFC 4585
+/// §6.2.1) from the publication's rate `bitrate_bps` (bit/s): str0m keeps
+/// 1,024 packets over 3 s by default, ≈ 430 B of bookkeeping each (the
+/// payloads are shared); [`RTX_CACHE_AGE`] covers a NACK round trip and a
+/// retry.
+pub fn set_resend_history(tx: &mut StreamTx, bitrate_bps: u64) {
+    tx.set_rtx_cache(
+        rtx_cache_packets(bitrate_bps),
+        RTX_CACHE_AGE,
+        Some(RTX_RATIO_CAP),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resend_history_follows_the_stream_rate() {
+        // Unknown rate and up to ~2 Mbit/s: the floor.
+        assert_eq!(rtx_cache_packets(0), RTX_CACHE_MIN);
+        assert_eq!(rtx_cache_packets(2_000_000), RTX_CACHE_MIN);
+        // 6 Mbit/s (OBS): 6e6 / 8,800 bit per packet × 0.5 s = 341.
+        assert_eq!(rtx_cache_packets(6_000_000), 341);
+        // 50 Mbit/s: the ceiling.
+        assert_eq!(rtx_cache_packets(50_000_000), RTX_CACHE_MAX);
+    }
+
+    #[test]
+    fn plain_viewers_do_not_negotiate_twcc() {
+        let twcc = |role| {
+            let mut c = base(role);
+            c.extension_map()
+                .id_of(Extension::TransportSequenceNumber)
+                .is_some()
+        };
+        assert!(!twcc(RtcRole::Viewer { bwe: false }));
+        assert!(twcc(RtcRole::Viewer { bwe: true }));
+        assert!(twcc(RtcRole::Publisher));
+        let mut c = base(RtcRole::Viewer { bwe: false });
+        assert!(
+            c.extension_map()
+                .id_of(Extension::AbsoluteSendTime)
+                .is_some()
+        );
+    }
+}
