@@ -15,6 +15,8 @@ pub struct MediaPacket {
     pub publication: u64,
     /// Index of the publisher track (`Publication::tracks`).
     pub track: usize,
+    /// The track is video (the marker bit ends a frame).
+    pub video: bool,
     /// Source identity for rewriting (publisher SSRC; changes on re-publish).
     pub source: u64,
     /// Simulcast layer slot (`Publication::layers`); 0 without simulcast.

@@ -119,6 +119,7 @@ mod tests {
         Arc::new(MediaPacket {
             publication: 1,
             track: 1,
+            video: true,
             layer: 0,
             source: 1,
             seq,

@@ -185,16 +185,17 @@ pub struct Worker {
     /// Outgoing datagrams of this wake-up (`sendmmsg`/GSO), flushed before
     /// the worker blocks again.
     out: SendBatch,
-    /// While true, fan-outs of local viewers wait in `pending` until the
-    /// inbox batch is handled, then go viewer by viewer (see
-    /// [`Worker::flush_fanout`]).
-    defer: bool,
     /// Publisher packets waiting for [`Worker::flush_fanout`], in arrival order.
     pending: Vec<Arc<MediaPacket>>,
+    /// Arrival of the oldest packet in `pending`.
+    held_since: Option<Instant>,
 }
 
 /// Most publisher packets held for one viewer-major fan-out pass.
-const PENDING_MAX: usize = 32;
+const PENDING_MAX: usize = 64;
+/// Longest the first packets of a video frame wait for the frame's last
+/// (marker) packet before the held packets go out anyway.
+pub const HOLD_MAX: Duration = Duration::from_millis(4);
 
 impl Worker {
     /// A worker with index `idx`.
@@ -209,8 +210,8 @@ impl Worker {
             spare: Vec::with_capacity(64),
             grace: Vec::new(),
             out: SendBatch::new(),
-            defer: false,
             pending: Vec::with_capacity(PENDING_MAX),
+            held_since: None,
         }
     }
 
@@ -220,8 +221,9 @@ impl Worker {
             let now = Instant::now();
             self.fire_timers(now);
             self.end_expired_publications(now);
+            self.flush_fanout_if_due(now);
             self.out.flush(&self.shared.sockets);
-            let wait = self
+            let mut wait = self
                 .timers
                 .peek()
                 .map(|Reverse((t, _))| t.saturating_duration_since(now))
@@ -231,9 +233,11 @@ impl Worker {
                 } else {
                     100
                 }));
+            if let Some(t) = self.held_since {
+                wait = wait.min((t + HOLD_MAX).saturating_duration_since(now));
+            }
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
-                    self.defer = true;
                     self.handle(msg);
                     // Drain what is queued before looking at timers again.
                     for _ in 0..256 {
@@ -242,8 +246,7 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    self.defer = false;
-                    self.flush_fanout();
+                    self.flush_fanout_if_due(Instant::now());
                     self.out.flush(&self.shared.sockets);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -269,7 +272,7 @@ impl Worker {
             ShardMsg::AddPeer(n) => self.add_peer(*n),
             ShardMsg::Close { peer, reason } => self.close_peer(peer, reason),
             ShardMsg::Media(pkt) => {
-                self.fanout_or_defer(pkt);
+                self.hold(pkt);
                 self.run_actions();
             }
             ShardMsg::KeyframeRequest {
@@ -602,7 +605,7 @@ impl Worker {
                             }
                         }
                     }
-                    self.fanout_or_defer(pkt);
+                    self.hold(pkt);
                 }
                 Action::Keyframe {
                     publisher,
@@ -641,17 +644,28 @@ impl Worker {
         }
     }
 
-    /// Fan `pkt` out to local viewers now, or, inside an inbox batch, after
-    /// it (viewer-major, [`Worker::flush_fanout`]).
-    fn fanout_or_defer(&mut self, pkt: Arc<MediaPacket>) {
-        if !self.defer {
-            self.fanout_local(&pkt, Instant::now());
-            return;
-        }
+    /// Hold `pkt` for the viewer-major fan-out ([`Worker::flush_fanout`]):
+    /// every publisher packet waits in `pending` (in arrival order) until
+    /// [`Worker::flush_fanout_if_due`] lets the batch go.
+    fn hold(&mut self, pkt: Arc<MediaPacket>) {
         if self.pending.len() == PENDING_MAX {
             self.flush_fanout();
         }
+        self.held_since.get_or_insert(pkt.arrival);
         self.pending.push(pkt);
+    }
+
+    /// Send the held packets unless the newest one is a video packet whose
+    /// frame is still open (no marker bit yet, RFC 6184 §5.1 / RFC 7741
+    /// §4.1) and the oldest has waited less than [`HOLD_MAX`]: a frame then
+    /// leaves in one pass per viewer (one UDP GSO send each) instead of a
+    /// pass per packet. The frame's last packet is never delayed by this,
+    /// so frame latency is not either; only its first packets wait for it.
+    fn flush_fanout_if_due(&mut self, now: Instant) {
+        let open = self.pending.last().is_some_and(|p| p.video && !p.marker);
+        if !open || self.held_since.is_some_and(|t| now >= t + HOLD_MAX) {
+            self.flush_fanout();
+        }
     }
 
     /// Forward the held publisher packets viewer by viewer: each viewer gets
@@ -661,6 +675,7 @@ impl Worker {
     /// of all of them late during a keyframe burst. Per viewer and
     /// publication the order is the arrival order, as without holding.
     fn flush_fanout(&mut self) {
+        self.held_since = None;
         if self.pending.is_empty() {
             return;
         }
@@ -694,19 +709,6 @@ impl Worker {
             self.pending = pending; // keep the allocation
         }
         self.run_actions();
-    }
-
-    fn fanout_local(&mut self, pkt: &Arc<MediaPacket>, now: Instant) {
-        let Some(n) = self.subs.get(&pkt.publication).map(Vec::len) else {
-            return;
-        };
-        // Index loop: drive() needs &mut self; the list only changes in run_actions.
-        for i in 0..n {
-            let id = self.subs[&pkt.publication][i];
-            if self.forward(id, pkt, now) {
-                self.drive(id, now);
-            }
-        }
     }
 
     /// Rewrite and write one live packet to one viewer (held instead while a
@@ -1339,6 +1341,7 @@ fn on_event(
                 return;
             }
             let pkt = Arc::new(MediaPacket {
+                video: tr.codec.is_video(),
                 publication: publication.id,
                 track,
                 layer: layer.unwrap_or(0),
