@@ -35,11 +35,13 @@ pub const RTX_RATIO_CAP: f32 = 0.15;
 /// codecs yet (the caller adds the chosen ones), and per role:
 /// - publishers and simulcast viewers: str0m's standard header extensions,
 ///   and for simulcast viewers the bandwidth estimate (initial 10 Mbit/s);
-/// - other viewers: the same extensions without transport-wide sequence
-///   numbers (no TWCC, draft-holmer-rmcat-transport-wide-cc-extensions-01):
-///   nothing on their path adapts to an estimate, so the server neither
-///   numbers and records every packet it sends them (≈ 90 KiB per viewer
-///   in str0m's send register) nor receives and parses their feedback.
+/// - other viewers: the same extensions without the two that only feed
+///   bandwidth estimation, transport-wide sequence numbers (TWCC,
+///   draft-holmer-rmcat-transport-wide-cc-extensions-01) and absolute send
+///   time (REMB, draft-alvestrand-rmcat-remb): nothing on their path adapts
+///   to an estimate, so the server neither numbers and records every packet
+///   it sends them (≈ 90 KiB per viewer in str0m's send register), writes
+///   those extensions, nor receives and parses their feedback.
 pub fn base(role: RtcRole) -> RtcConfig {
     let mut cfg = RtcConfig::new()
         .set_rtp_mode(true)
@@ -53,7 +55,10 @@ pub fn base(role: RtcRole) -> RtcConfig {
         RtcRole::Viewer { bwe: false } => {
             let mut exts = ExtensionMap::empty();
             for (id, e) in ExtensionMap::standard().iter() {
-                if *e != Extension::TransportSequenceNumber {
+                if !matches!(
+                    e,
+                    Extension::TransportSequenceNumber | Extension::AbsoluteSendTime
+                ) {
                     exts.set(id, e.clone());
                 }
             }
@@ -101,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_viewers_do_not_negotiate_twcc() {
+    fn plain_viewers_negotiate_no_estimation_extensions() {
         let twcc = |role| {
             let mut c = base(role);
             c.extension_map()
@@ -112,10 +117,9 @@ mod tests {
         assert!(twcc(RtcRole::Viewer { bwe: true }));
         assert!(twcc(RtcRole::Publisher));
         let mut c = base(RtcRole::Viewer { bwe: false });
-        assert!(
-            c.extension_map()
-                .id_of(Extension::AbsoluteSendTime)
-                .is_some()
-        );
+        let exts = c.extension_map();
+        assert!(exts.id_of(Extension::AbsoluteSendTime).is_none());
+        assert!(exts.id_of(Extension::RtpMid).is_some());
+        assert!(exts.id_of(Extension::AudioLevel).is_some());
     }
 }
