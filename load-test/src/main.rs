@@ -117,7 +117,8 @@ struct Common {
     /// Every M-th viewer keeps full accounting (SRTP decryption, SEI
     /// latency, NACKs); the others switch to header-only accounting (loss
     /// and bitrate from the clear RTP headers) after their first complete
-    /// keyframe, so one core can account thousands. 1: all full.
+    /// keyframe (≈ 0.15 % of a core per viewer instead of ≈ 0.25 %). 1: all
+    /// full.
     #[arg(long, default_value_t = 20)]
     sample_every: usize,
     /// Runtime worker threads [default: number of CPUs].
