@@ -15,6 +15,7 @@ pub mod client;
 pub mod codecs;
 pub mod config;
 pub mod demux;
+pub mod dtls;
 pub mod forward;
 pub mod http;
 pub mod layers;

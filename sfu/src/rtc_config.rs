@@ -31,7 +31,8 @@ pub const RTX_CACHE_MAX: usize = 512;
 /// (str0m's RTX ratio cap: a lossy viewer link is not flooded further).
 pub const RTX_RATIO_CAP: f32 = 0.15;
 
-/// RTP mode (we forward packets, never frames), the stats interval, no
+/// The shared DTLS configuration ([`crate::dtls`]), RTP mode (we forward
+/// packets, never frames), the stats interval, no
 /// codecs yet (the caller adds the chosen ones), and per role:
 /// - publishers and simulcast viewers: str0m's standard header extensions,
 ///   and for simulcast viewers the bandwidth estimate (initial 10 Mbit/s);
@@ -44,6 +45,7 @@ pub const RTX_RATIO_CAP: f32 = 0.15;
 ///   those extensions, nor receives and parses their feedback.
 pub fn base(role: RtcRole) -> RtcConfig {
     let mut cfg = RtcConfig::new()
+        .set_crypto_provider(crate::dtls::crypto_provider())
         .set_rtp_mode(true)
         .set_stats_interval(Some(crate::stats::STATS_INTERVAL))
         .clear_codecs();

@@ -332,7 +332,10 @@ impl Session {
         url.insecure = opts.insecure;
         let socket = bind_udp(SocketAddr::new(opts.bind_ip, 0))?;
         let local = socket.local_addr()?;
-        let mut cfg = RtcConfig::new().set_rtp_mode(true).clear_codecs();
+        let mut cfg = RtcConfig::new()
+            .set_crypto_provider(crate::dtls::crypto_provider())
+            .set_rtp_mode(true)
+            .clear_codecs();
         let mut kinds = Vec::new();
         for t in &opts.tracks {
             match t {

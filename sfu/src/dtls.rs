@@ -1,0 +1,158 @@
+//! DTLS for every session (RFC 5764 DTLS-SRTP): str0m's own backend (dimpl
+//! with aws-lc-rs), except that the dimpl `Config` is built once per MTU and
+//! shared, instead of once per session.
+//!
+//! Building a dimpl `Config` validates its crypto provider, which signs and
+//! verifies test messages (one of them ECDSA P-384). str0m-aws-lc-rs 0.7
+//! builds one in every `new_dtls`, i.e. for every `Rtc`: in a `perf`
+//! profile of 300 viewers joining at once that self-test was ≈ 24 % of the
+//! server's core. A `Config` holds no per-connection state (dimpl takes it
+//! as `Arc<Config>`), so one serves every session.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use str0m::crypto::dtls::{
+    DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, ProtocolVersion,
+};
+use str0m::crypto::{CryptoError, CryptoProvider};
+
+/// str0m's default crypto provider with [`SharedConfigDtls`] as its DTLS
+/// provider; built once, shared by every `RtcConfig` of this process.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    static DTLS: SharedConfigDtls = SharedConfigDtls {
+        configs: Mutex::new(Vec::new()),
+    };
+    PROVIDER
+        .get_or_init(|| {
+            let mut p = str0m::crypto::from_feature_flags();
+            p.dtls_provider = &DTLS;
+            Arc::new(p)
+        })
+        .clone()
+}
+
+/// A [`DtlsProvider`] that builds dimpl's `Config` once per MTU.
+#[derive(Debug)]
+pub struct SharedConfigDtls {
+    /// `(mtu, config)`; str0m passes the same MTU for every session, so
+    /// this holds one entry in practice.
+    configs: Mutex<Vec<(Option<usize>, Arc<dimpl::Config>)>>,
+}
+
+impl SharedConfigDtls {
+    /// The shared config for `mtu` (bytes; `None`: dimpl's default), built
+    /// on first use as str0m-aws-lc-rs builds it (no server cookie: ICE has
+    /// already verified return routability). Errors if dimpl rejects it.
+    fn config(&self, mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = configs.iter().find(|(m, _)| *m == mtu) {
+            return Ok(c.clone());
+        }
+        let mut b = dimpl::Config::builder().use_server_cookie(false);
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        let c = Arc::new(
+            b.build()
+                .map_err(|e| CryptoError::Other(format!("dimpl config creation failed: {e}")))?,
+        );
+        configs.push((mtu, c.clone()));
+        Ok(c)
+    }
+}
+
+impl DtlsProvider for SharedConfigDtls {
+    fn generate_certificate(&self) -> Option<DtlsCert> {
+        dimpl::certificate::generate_self_signed_certificate().ok()
+    }
+
+    fn new_dtls(
+        &self,
+        cert: &DtlsCert,
+        now: Instant,
+        dtls_version: DtlsVersion,
+        mtu: Option<usize>,
+    ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
+        let config = self.config(mtu)?;
+        let cert = cert.clone();
+        let dtls = match dtls_version {
+            DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
+            DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
+            DtlsVersion::Auto => dimpl::Dtls::new_auto(config, cert, now),
+            v => {
+                return Err(CryptoError::Other(format!("unsupported DTLS version: {v}")));
+            }
+        };
+        Ok(Box::new(Session(dtls)))
+    }
+}
+
+/// One session's dimpl state machine.
+struct Session(dimpl::Dtls);
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("dtls::Session").finish()
+    }
+}
+
+impl DtlsInstance for Session {
+    fn set_active(&mut self, active: bool) {
+        self.0.set_active(active);
+    }
+
+    fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+        self.0.handle_packet(packet)
+    }
+
+    fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
+        self.0.poll_output(buf)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
+        self.0.handle_timeout(now)
+    }
+
+    fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
+        self.0.send_application_data(data)
+    }
+
+    fn is_active(&self) -> bool {
+        self.0.is_active()
+    }
+
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.0.protocol_version()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.0.is_closing()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    fn close(&mut self) -> Result<(), DtlsImplError> {
+        self.0.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_config_per_mtu() {
+        let d = SharedConfigDtls {
+            configs: Mutex::new(Vec::new()),
+        };
+        let a = d.config(Some(1150)).unwrap();
+        let b = d.config(Some(1150)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = d.config(Some(1400)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(d.configs.lock().unwrap().len(), 2);
+    }
+}
