@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -213,6 +213,13 @@ fn rtp_header(d: &[u8]) -> Option<(u32, u16, usize)> {
         let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
         (ssrc, u16::from_be_bytes([d[2], d[3]]), len)
     })
+}
+
+/// The media kind of received SSRC `ssrc`: its str0m receive stream's mid
+/// looked up in `mids`; `None` for an SSRC str0m has no stream for.
+fn kind_of(rtc: &mut Rtc, mids: &[(MediaKind, Mid)], ssrc: Ssrc) -> Option<MediaKind> {
+    let mid = rtc.direct_api().stream_rx(&ssrc)?.mid();
+    mids.iter().find(|(_, m)| *m == mid).map(|(k, _)| *k)
 }
 
 /// Header-only accounting state of one session.
@@ -834,12 +841,8 @@ async fn drive_inner(
                             {
                                 overhead = body.saturating_sub(p.payload.len());
                             }
-                            let kind = rtc
-                                .direct_api()
-                                .stream_rx(&p.header.ssrc)
-                                .map(|s| s.mid())
-                                .and_then(|m| mids.iter().find(|(_, x)| *x == m))
-                                .map_or(MediaKind::Video, |(k, _)| *k);
+                            let kind =
+                                kind_of(&mut rtc, &mids, p.header.ssrc).unwrap_or(MediaKind::Video);
                             Some(ClientEvent::Rtp(Received {
                                 kind,
                                 seq: *p.seq_no,
@@ -931,12 +934,7 @@ async fn drive_inner(
                 let kind = match l.kinds.iter().find(|(s, _)| *s == ssrc) {
                     Some((_, k)) => Some(*k),
                     None => {
-                        let k = rtc
-                            .direct_api()
-                            .stream_rx(&ssrc.into())
-                            .map(|s| s.mid())
-                            .and_then(|m| mids.iter().find(|(_, x)| *x == m))
-                            .map(|(k, _)| *k);
+                        let k = kind_of(&mut rtc, &mids, ssrc.into());
                         if let Some(k) = k {
                             l.kinds.push((ssrc, k));
                         }
