@@ -14,6 +14,7 @@ Exit status 0 iff at least one video frame was decoded."""
 import argparse
 import time
 
+from gi.repository import GObject
 from whip_gst import (GLib, Gst, GstWebRTC, bus_errors, delete, emit, log, negotiate,
                       use_ecdsa_certificate, watch_states)
 
@@ -28,8 +29,24 @@ ap.add_argument("--bundle-policy", default="max-bundle", choices=["max-bundle", 
 ap.add_argument("--h264-profile", default="42e01f")
 args = ap.parse_args()
 
+# Load the plugins decodebin will pick (RTP depayloaders, parser, decoders)
+# now, while the client gets ready, not after the first packet: dlopen of
+# libav and friends took 100–200 ms of the measured POST → first frame on a
+# busy 2-core machine, a cost of this process's start-up, not of the server.
+for name in ("decodebin", "rtph264depay", "h264parse", "avdec_h264", "rtpopusdepay", "opusparse", "opusdec",
+             "fakesink"):
+    f = Gst.ElementFactory.find(name)
+    if f is not None:
+        f.load()
+
 pipe = Gst.Pipeline.new("p")
 webrtc = Gst.ElementFactory.make("webrtcbin", "w")
+# webrtcbin adds its video and audio src pads from two streaming threads at
+# once; PyGObject then built the Python class of the (private) pad type twice
+# concurrently and one `pad-added` call failed with "Must be Gst.Pad, not
+# GstWebRTCBinSrcPad", leaving that pad unlinked (not-linked error, no video).
+# Building the class here, on the main thread, before any pad exists, avoids it.
+GObject.new(GObject.type_from_name("GstWebRTCBinSrcPad"), direction=Gst.PadDirection.SRC, name="warm-up")
 webrtc.set_property("bundle-policy", args.bundle_policy)
 webrtc.set_property("latency", args.latency)
 pipe.add(webrtc)
@@ -88,7 +105,7 @@ def on_decoded_pad(_dbin, pad):
 
 def on_element_added(_bin, element):
     f = element.get_factory()
-    if f is not None and f.get_klass().startswith("Codec/Decoder/Video"):
+    if f is not None and (f.get_metadata("klass") or "").startswith("Codec/Decoder/Video"):
         stats["video_decoder"] = f.get_name()
 
 
