@@ -122,7 +122,7 @@ impl Pair {
         }
         assert!(up_s && up_c, "in-memory pair did not connect");
         if let Some(tx) = sfu.direct_api().stream_tx_by_mid(mid, None) {
-            sfu::rtc_config::set_resend_history(tx, 2_000_000);
+            sfu::rtc_config::set_resend_history(tx, 2_000_000, false);
         }
         let pt = sfu
             .media(mid)

@@ -41,6 +41,9 @@ pub struct Metrics {
     /// Simulcast layer switches of viewers (0 until simulcast forwarding
     /// is on).
     pub layer_switches: IntCounter,
+    /// Viewer tracks whose resends got the RTX ratio cap (lossy viewers,
+    /// [`crate::rtc_config::needs_rtx_cap`]).
+    pub rtx_caps: IntCounter,
     /// POST → ICE+DTLS connected, seconds, by role.
     pub connect_seconds: HistogramVec,
     /// Viewer POST → first keyframe packet forwarded, seconds.
@@ -154,6 +157,10 @@ impl Metrics {
             layer_switches: c(
                 "sfu_layer_switches_total",
                 "Simulcast layer switches of viewers",
+            ),
+            rtx_caps: c(
+                "sfu_rtx_ratio_caps_total",
+                "Viewer tracks whose resends were capped at 15 % of their bytes (lossy viewers)",
             ),
             connect_seconds,
             ttff_seconds,

@@ -30,6 +30,20 @@ pub const RTX_CACHE_MAX: usize = 512;
 /// Resends are dropped while they exceed this share of a stream's bytes
 /// (str0m's RTX ratio cap: a lossy viewer link is not flooded further).
 pub const RTX_RATIO_CAP: f32 = 0.15;
+/// Loss from which a viewer track gets the [`RTX_RATIO_CAP`], as a
+/// fraction (0..1) of the packets sent to it: receiver-reported loss
+/// (fraction lost, RFC 3550 §6.4.1), or NACKs (RFC 4585 §6.2.1) per packet
+/// sent over one stats interval. Below it resends are a few percent of the
+/// stream at most and need no cap.
+pub const RTX_CAP_LOSS: f32 = 0.05;
+
+/// Whether a viewer track's receiver report (`loss`: fraction lost, 0..1)
+/// and its new `nacks` for `packets` sent since the previous report call for
+/// the [`RTX_RATIO_CAP`] ([`RTX_CAP_LOSS`] or more of either).
+pub fn needs_rtx_cap(loss: Option<f32>, nacks: u64, packets: u64) -> bool {
+    loss.is_some_and(|l| l >= RTX_CAP_LOSS)
+        || (packets > 0 && nacks as f64 >= f64::from(RTX_CAP_LOSS) * packets as f64)
+}
 
 /// The shared DTLS configuration ([`crate::dtls`]), RTP mode (we forward
 /// packets, never frames), the stats interval, no
@@ -81,14 +95,17 @@ pub fn rtx_cache_packets(bitrate_bps: u64) -> usize {
 
 /// Size a viewer video stream's resend history for NACKs (RFC 4585
 /// §6.2.1) from the publication's rate `bitrate_bps` (bit/s): str0m keeps
-/// 1,024 packets over 3 s by default, ≈ 430 B of bookkeeping each (the
+/// 1,024 packets over 3 s by default, ≈ 480 B of bookkeeping each (the
 /// payloads are shared); [`RTX_CACHE_AGE`] covers a NACK round trip and a
-/// retry.
-pub fn set_resend_history(tx: &mut StreamTx, bitrate_bps: u64) {
+/// retry. `ratio_cap`: apply [`RTX_RATIO_CAP`]. str0m then records every
+/// sent packet's size for 1 s (≈ 25 KiB per viewer at 2 Mbit/s), so the
+/// server turns it on only for viewers that report [`RTX_CAP_LOSS`] or
+/// more. Calling this again empties the stream's resend history once.
+pub fn set_resend_history(tx: &mut StreamTx, bitrate_bps: u64, ratio_cap: bool) {
     tx.set_rtx_cache(
         rtx_cache_packets(bitrate_bps),
         RTX_CACHE_AGE,
-        Some(RTX_RATIO_CAP),
+        ratio_cap.then_some(RTX_RATIO_CAP),
     );
 }
 
@@ -105,6 +122,22 @@ mod tests {
         assert_eq!(rtx_cache_packets(6_000_000), 341);
         // 50 Mbit/s: the ceiling.
         assert_eq!(rtx_cache_packets(50_000_000), RTX_CACHE_MAX);
+    }
+
+    #[test]
+    fn rtx_cap_only_for_lossy_viewers() {
+        // A clean viewer: no cap.
+        assert!(!needs_rtx_cap(Some(0.0), 0, 200));
+        assert!(!needs_rtx_cap(None, 0, 0));
+        // 1 % NACKed, 2 % reported lost: no cap.
+        assert!(!needs_rtx_cap(Some(0.02), 2, 200));
+        // 5 % reported lost (after repairs), or 10 of 200 packets NACKed.
+        assert!(needs_rtx_cap(Some(0.05), 0, 200));
+        assert!(needs_rtx_cap(Some(0.0), 10, 200));
+        assert!(!needs_rtx_cap(Some(0.0), 9, 200));
+        // NACKs in an interval without packets sent count as lossy only
+        // through the receiver report.
+        assert!(!needs_rtx_cap(None, 3, 0));
     }
 
     #[test]

@@ -163,6 +163,8 @@ pub struct MidCounters {
 /// What changed since the previous report, for the Prometheus counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delta {
+    /// New RTP packets.
+    pub packets: u64,
     /// New NACKs.
     pub nacks: u64,
     /// New PLIs.
@@ -204,6 +206,7 @@ impl StatsFolder {
             }
         };
         let delta = Delta {
+            packets: c.packets.saturating_sub(prev.packets),
             nacks: c.nacks.saturating_sub(prev.nacks),
             plis: c.plis.saturating_sub(prev.plis),
             firs: c.firs.saturating_sub(prev.firs),

@@ -67,6 +67,10 @@ pub struct Options {
     /// tests and load runs against a server announcing unreachable ICE
     /// servers do not wait for them.
     pub link_ice_servers: bool,
+    /// Discard every N-th RTP packet received (before str0m sees it):
+    /// simulated loss, which the session repairs with NACKs (RFC 4585
+    /// §6.2.1) answered by RTX resends (RFC 4588). `None`: no loss.
+    pub drop_every: Option<u32>,
 }
 
 /// How long the gathering of server-reflexive candidates may delay the offer
@@ -96,6 +100,7 @@ impl Default for Options {
             ice_servers: Vec::new(),
             relay_only: false,
             link_ice_servers: false,
+            drop_every: None,
         }
     }
 }
@@ -550,7 +555,16 @@ impl Session {
             send_trickle(&trickle, server, c);
         }
         let task = tokio::spawn(drive(
-            rtc, socket, local, mids, cmd_rx, ev_tx, ice_tx, trickle, turn,
+            rtc,
+            socket,
+            local,
+            mids,
+            cmd_rx,
+            ev_tx,
+            ice_tx,
+            trickle,
+            turn,
+            opts.drop_every,
         ));
         Ok(Session {
             etag: resp.header("etag").map(str::to_string),
@@ -758,9 +772,10 @@ async fn drive(
     ice: watch::Sender<IceConnectionState>,
     trickle: Trickle,
     mut turn: Option<Turn>,
+    drop_every: Option<u32>,
 ) {
     drive_inner(
-        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn,
+        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn, drop_every,
     )
     .await;
     if let Some(r) = &mut turn {
@@ -780,6 +795,7 @@ async fn drive_inner(
     ice: watch::Sender<IceConnectionState>,
     trickle: Trickle,
     turn: &mut Option<Turn>,
+    drop_every: Option<u32>,
 ) {
     // Datagrams are read in batches (recvmmsg): one wake-up per burst.
     let mut rx = crate::udp::RecvBatch::new();
@@ -810,6 +826,7 @@ async fn drive_inner(
     // packet: `(ssrc, seq, datagram length − header length)` of the last
     // RTP datagram fed to str0m, and the overhead seen.
     let mut last_rtp: Option<(u32, u16, usize)> = None;
+    let mut rtp_received = 0u64;
     let mut overhead = 0usize;
     // Drive the agents once before the first poll: the ICE agent (`is` 0.12
     // `IceAgent::poll_timeout`) reports no timeout until its first
@@ -930,6 +947,14 @@ async fn drive_inner(
                 continue;
             }
             let rtp = rtp_header(data);
+            if rtp.is_some()
+                && let Some(n) = drop_every
+            {
+                rtp_received += 1;
+                if rtp_received % u64::from(n.max(1)) == 0 {
+                    continue;
+                }
+            }
             if let (Some(l), Some((ssrc, seq, hlen))) = (lean.as_mut(), rtp) {
                 let kind = match l.kinds.iter().find(|(s, _)| *s == ssrc) {
                     Some((_, k)) => Some(*k),

@@ -442,13 +442,14 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
         };
         if video {
             let bps = publication.bitrate_in.load(Ordering::Relaxed);
-            rtc_config::set_resend_history(tx, bps);
+            rtc_config::set_resend_history(tx, bps, false);
         }
         tracks[*ti] = Some(ViewerTrack {
             mid,
             pt: c.pt.into(),
             rewrite: Rewrite::new(pub_tracks[*ti].clock_rate, video, random_seq()),
             nackable: video,
+            rtx_capped: false,
             video,
             replay: Replay::Off,
             gate: Default::default(),

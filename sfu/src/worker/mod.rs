@@ -175,7 +175,10 @@ enum Action {
 pub struct Worker {
     idx: usize,
     shared: Arc<Shared>,
-    peers: HashMap<u64, Peer>,
+    /// Boxed: a `Peer` (its `Rtc` inline) is several KiB, and a map of
+    /// values that size keeps up to 2× its live peers in spare slots (plus
+    /// the old table while it grows).
+    peers: HashMap<u64, Box<Peer>>,
     subs: HashMap<u64, Vec<u64>>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     actions: Vec<Action>,
@@ -380,7 +383,7 @@ impl Worker {
         let id = n.id;
         let publication = n.publication.id;
         let is_viewer = matches!(n.kind, PeerKind::Viewer(_));
-        let peer = Peer::new(n);
+        let peer = Box::new(Peer::new(n));
         let _span = peer.span.clone().entered();
         info!(peer = id, session = %peer.session, stream = %peer.publication.name, role = peer.role(), "peer added");
         self.peers.insert(id, peer);
@@ -449,6 +452,20 @@ impl Worker {
         }
         self.drive(id, Instant::now());
         self.run_actions();
+    }
+
+    /// Send what was just written to peer `id`'s `Rtc`: str0m releases
+    /// written packets only after a timeout input has stamped them (its
+    /// send queue), so hand it `now` and drive, instead of leaving them
+    /// queued until the peer's timer fires.
+    fn send_written(&mut self, id: u64, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+            debug!(peer = id, "timeout input: {e}");
+        }
+        self.drive(id, now);
     }
 
     /// Poll one peer's output until it asks for a timeout.
@@ -694,12 +711,18 @@ impl Worker {
                 let Some(&id) = self.subs.get(&publication).and_then(|v| v.get(k)) else {
                     break;
                 };
-                let mut wrote = false;
-                for pkt in &pending[i..j] {
-                    wrote |= self.forward(id, pkt, now);
-                }
-                if wrote {
-                    self.drive(id, now);
+                // At most WRITE_CHUNK packets in str0m's send queue before
+                // they are sent: the queue keeps its largest size for the
+                // session (≈ 470 B a packet), so a 60-packet keyframe
+                // written at once cost every viewer ≈ 28 KiB for good.
+                for chunk in pending[i..j].chunks(peer::WRITE_CHUNK) {
+                    let mut wrote = false;
+                    for pkt in chunk {
+                        wrote |= self.forward(id, pkt, now);
+                    }
+                    if wrote {
+                        self.send_written(id, now);
+                    }
                 }
             }
             i = j;
@@ -917,7 +940,7 @@ impl Worker {
         let mut batch: Vec<(Arc<MediaPacket>, u32)> = Vec::new();
         for t in v.tracks.iter_mut().flatten() {
             if let Replay::Draining(q) = &mut t.replay {
-                let n = q.len().min(peer::REPLAY_BATCH);
+                let n = q.len().min(peer::WRITE_CHUNK);
                 batch.extend(q.drain(..n));
                 if q.is_empty() {
                     t.replay = Replay::Done;
@@ -1398,13 +1421,16 @@ fn on_event(
         Event::MediaEgressStats(s) => {
             // A viewer's receiver reports about what we send it.
             let c = mid_counters!(s);
-            fold_stats(
+            let d = fold_stats(
                 peer,
                 m,
                 now,
                 (s.mid, c, s.rtt, s.loss),
                 ["from_viewers", "viewer"],
             );
+            if crate::rtc_config::needs_rtx_cap(s.loss, d.nacks, d.packets) {
+                cap_resends(peer, s.mid, m);
+            }
         }
         Event::MediaIngressStats(s) => {
             // What we receive from a publisher.
@@ -1426,7 +1452,38 @@ type MidReport = (Mid, MidCounters, Option<Duration>, Option<f32>);
 
 /// Fold a report into the peer's [`crate::stats::SessionStats`] and the
 /// metrics; `labels` = (NACK direction, loss side).
-fn fold_stats(peer: &mut Peer, m: &Metrics, now: Instant, r: MidReport, labels: [&str; 2]) {
+/// Turn str0m's RTX ratio cap on for viewer `peer`'s video track `mid`
+/// (once; see [`crate::rtc_config::set_resend_history`]): it reported
+/// enough loss that its NACKs could make resends a large share of what it
+/// is sent.
+fn cap_resends(peer: &mut Peer, mid: Mid, m: &Metrics) {
+    let PeerKind::Viewer(v) = &mut peer.kind else {
+        return;
+    };
+    let Some(t) = v
+        .tracks
+        .iter_mut()
+        .flatten()
+        .find(|t| t.mid == mid && t.nackable && !t.rtx_capped)
+    else {
+        return;
+    };
+    t.rtx_capped = true;
+    let bps = peer.publication.bitrate_in.load(Ordering::Relaxed);
+    if let Some(tx) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
+        crate::rtc_config::set_resend_history(tx, bps, true);
+        m.rtx_caps.inc();
+        debug!(peer = peer.id, %mid, "lossy viewer: RTX ratio cap on");
+    }
+}
+
+fn fold_stats(
+    peer: &mut Peer,
+    m: &Metrics,
+    now: Instant,
+    r: MidReport,
+    labels: [&str; 2],
+) -> crate::stats::Delta {
     let (mid, c, rtt, loss) = r;
     let d = peer.folder.fold(mid, c, rtt, loss, now, &peer.stats);
     m.nacks.with_label_values(&[labels[0]]).inc_by(d.nacks);
@@ -1435,6 +1492,7 @@ fn fold_stats(peer: &mut Peer, m: &Metrics, now: Instant, r: MidReport, labels: 
             .with_label_values(&[labels[1]])
             .observe(f64::from(l));
     }
+    d
 }
 
 /// Re-choose the simulcast layer of each video track of viewer `peer`:

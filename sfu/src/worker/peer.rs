@@ -86,9 +86,12 @@ pub enum Replay {
 
 /// Live packets held while a replay is awaited, at most.
 pub const REPLAY_HOLD_MAX: usize = 4096;
-/// Packets written per replay tick.
-pub const REPLAY_BATCH: usize = 24;
-/// Replay tick (24 packets per 2 ms ≈ 12,000 packets/s ≈ 110 Mbit/s).
+/// Most packets written to a viewer's `Rtc` before it is driven (its
+/// datagrams sent): live frames go in chunks of this many, a GOP replay one
+/// chunk per [`REPLAY_TICK`] and track. str0m's send queue never shrinks,
+/// so this bounds it per stream (16 × ≈ 450 B).
+pub const WRITE_CHUNK: usize = 16;
+/// Replay tick (16 packets per 2 ms ≈ 8,000 packets/s ≈ 70 Mbit/s).
 pub const REPLAY_TICK: Duration = Duration::from_millis(2);
 
 /// One forwarded track of a viewer.
@@ -102,6 +105,10 @@ pub struct ViewerTrack {
     pub rewrite: Rewrite,
     /// Video packets are kept for NACK/RTX (RFC 4588).
     pub nackable: bool,
+    /// str0m's RTX ratio cap is on for this track (turned on once the
+    /// viewer reports [`crate::rtc_config::RTX_CAP_LOSS`] loss, see
+    /// [`crate::rtc_config::set_resend_history`]).
+    pub rtx_capped: bool,
     /// Video (keyframe-gated).
     pub video: bool,
     /// GOP replay state.
