@@ -42,7 +42,7 @@ pub const RTX_CAP_LOSS: f32 = 0.05;
 /// the [`RTX_RATIO_CAP`] ([`RTX_CAP_LOSS`] or more of either).
 pub fn needs_rtx_cap(loss: Option<f32>, nacks: u64, packets: u64) -> bool {
     loss.is_some_and(|l| l >= RTX_CAP_LOSS)
-        || (packets > 0 && nacks as f64 >= f64::from(RTX_CAP_LOSS) * packets as f64)
+        || (packets > 0 && nacks as f32 / packets as f32 >= RTX_CAP_LOSS)
 }
 
 /// The shared DTLS configuration ([`crate::dtls`]), RTP mode (we forward

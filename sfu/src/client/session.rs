@@ -951,7 +951,7 @@ async fn drive_inner(
                 && let Some(n) = drop_every
             {
                 rtp_received += 1;
-                if rtp_received % u64::from(n.max(1)) == 0 {
+                if rtp_received.is_multiple_of(u64::from(n.max(1))) {
                     continue;
                 }
             }
