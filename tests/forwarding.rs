@@ -2,7 +2,7 @@
 //! a publisher sends an x264-encoded H.264 clip plus Opus through `sfu`, and
 //! viewers must receive every video payload byte-identical and in order.
 
-use e2e::{clip, drain, publish_clip, start_server};
+use e2e::{Metrics, clip, drain, publish_clip, start_server};
 use sfu::client::{ClientEvent, Options, Received, Session};
 use std::time::Duration;
 use str0m::media::MediaKind;
@@ -113,22 +113,8 @@ async fn fan_out(viewers: usize, workers: usize) {
         "session URLs are never listed"
     );
     // Prometheus counters moved accordingly.
-    let m = sfu::client::http::request(
-        "GET",
-        &sfu::client::http::Url::parse(&format!("{base}/metrics")).unwrap(),
-        &[],
-        None,
-    )
-    .await
-    .unwrap()
-    .body;
-    let metric = |name: &str| -> f64 {
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
-    };
+    let m = Metrics::fetch(&base).await;
+    let metric = |name: &str| m.get(name);
     assert_eq!(
         metric("sfu_sessions_created_total{role=\"whep\"}"),
         viewers as f64
@@ -295,22 +281,8 @@ async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
         got * 100.0
     );
 
-    let m = sfu::client::http::request(
-        "GET",
-        &sfu::client::http::Url::parse(&format!("{base}/metrics")).unwrap(),
-        &[],
-        None,
-    )
-    .await
-    .unwrap()
-    .body;
-    let metric = |name: &str| -> f64 {
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
-    };
+    let m = Metrics::fetch(&base).await;
+    let metric = |name: &str| m.get(name);
     assert!(metric("sfu_nacks_total{direction=\"from_viewers\"}") > 0.0);
     assert_eq!(
         metric("sfu_rtx_ratio_caps_total"),

@@ -250,3 +250,30 @@ pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
         .expect("GET");
     serde_json::from_str(&r.body).expect("JSON body")
 }
+
+/// The server's Prometheus text (`GET {base}/metrics`), read one sample at a
+/// time with [`Metrics::get`].
+pub struct Metrics(String);
+
+impl Metrics {
+    /// Fetch `GET {base}/metrics`.
+    pub async fn fetch(base: &str) -> Metrics {
+        let url = sfu::client::http::Url::parse(&format!("{base}/metrics")).expect("URL");
+        let r = sfu::client::http::request("GET", &url, &[], None)
+            .await
+            .expect("GET /metrics");
+        Metrics(r.body)
+    }
+
+    /// The value of the first sample whose line starts with `name` (a
+    /// metric name with its labels, e.g. `sfu_viewers` or
+    /// `sfu_nacks_total{direction="from_viewers"}`). Panics if absent.
+    pub fn get(&self, name: &str) -> f64 {
+        self.0
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
