@@ -2,7 +2,7 @@
 //! a publisher sends an x264-encoded H.264 clip plus Opus through `sfu`, and
 //! viewers must receive every video payload byte-identical and in order.
 
-use e2e::{Metrics, clip, drain, publish_clip, start_server};
+use e2e::{Metrics, clip, drain, live_pair, publish_clip, start_server};
 use sfu::client::{ClientEvent, Options, Received, Session};
 use std::time::Duration;
 use str0m::media::MediaKind;
@@ -236,13 +236,7 @@ async fn viewer_keyframe_request_reaches_publisher() {
 async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
     let clip = clip(4);
     let base = start_server(1).await;
-    let mut publisher = Session::publish(&format!("{base}/whip/lossy"), Options::default())
-        .await
-        .unwrap();
-    publisher.wait_connected(CONNECT).await.unwrap();
-    let mut clean = Session::play(&format!("{base}/whep/lossy"), Options::default())
-        .await
-        .unwrap();
+    let (publisher, mut clean) = live_pair(&base, "lossy").await;
     let lossy_opts = Options {
         drop_every: Some(10),
         ..Options::default()
@@ -250,7 +244,6 @@ async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
     let mut lossy = Session::play(&format!("{base}/whep/lossy"), lossy_opts)
         .await
         .unwrap();
-    clean.wait_connected(CONNECT).await.unwrap();
     lossy.wait_connected(CONNECT).await.unwrap();
     publish_clip(&publisher, clip).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -954,7 +954,7 @@ impl Worker {
         for (p, ts) in &batch {
             self.forward_ts(id, p, *ts, now);
         }
-        self.drive(id, now);
+        self.send_written(id, now);
     }
 
     fn keyframe_to_publisher(&mut self, publisher: u64, track: usize, layer: u8, now: Instant) {
@@ -1450,8 +1450,6 @@ fn on_event(
 /// One mid's RTCP-derived report: (mid, counters, RTT, fraction lost).
 type MidReport = (Mid, MidCounters, Option<Duration>, Option<f32>);
 
-/// Fold a report into the peer's [`crate::stats::SessionStats`] and the
-/// metrics; `labels` = (NACK direction, loss side).
 /// Turn str0m's RTX ratio cap on for viewer `peer`'s video track `mid`
 /// (once; see [`crate::rtc_config::set_resend_history`]): it reported
 /// enough loss that its NACKs could make resends a large share of what it
@@ -1477,6 +1475,8 @@ fn cap_resends(peer: &mut Peer, mid: Mid, m: &Metrics) {
     }
 }
 
+/// Fold a report into the peer's [`crate::stats::SessionStats`] and the
+/// metrics; `labels` = (NACK direction, loss side).
 fn fold_stats(
     peer: &mut Peer,
     m: &Metrics,
