@@ -312,8 +312,8 @@ impl RtspSource {
                         params = video_params(v);
                     }
                     let ts = video_ts.map(f.timestamp().timestamp() as u32, now);
-                    let keyframe = f.is_random_access_point();
                     let frame = length_prefixed(f.data());
+                    let keyframe = starts_gop(p.codec, f.is_random_access_point(), &frame);
                     let frame = access_unit(p.codec, ts, keyframe, &params, frame);
                     if frame.nals.is_empty() {
                         continue;
@@ -508,6 +508,16 @@ fn access_unit(
     }
 }
 
+/// True when an access unit can start decoding: retina's random-access flag,
+/// or for H.265 any IRAP picture (BLA, IDR or CRA: `nal_unit_type` 16..=23,
+/// H.265 §7.4.2.2). retina 0.4 counts only IDR pictures, so the CRA pictures
+/// an open-GOP encoder (x265's default) starts its GOPs with got no parameter
+/// sets in front and a viewer starting there could not decode.
+fn starts_gop(codec: VideoCodec, retina_rap: bool, nals: &[Vec<u8>]) -> bool {
+    retina_rap
+        || (codec == VideoCodec::H265 && nals.iter().any(|n| (16..=23).contains(&h265_type(n))))
+}
+
 /// The parameter sets to put in front of keyframes: H.264 SPS/PPS (from the
 /// `avcC` record), H.265 VPS, SPS, PPS (in that order).
 fn video_params(v: &retina::codec::VideoParameters) -> Vec<Vec<u8>> {
@@ -586,6 +596,19 @@ mod tests {
         );
         assert!(split_creds("rtsp:///x").is_err());
         assert!(split_creds("rtsp://cam/x").unwrap().1.is_none());
+    }
+
+    #[test]
+    fn h265_cra_pictures_get_parameter_sets() {
+        let params = vec![vec![0x40, 1, 0xa], vec![0x42, 1, 0xb], vec![0x44, 1, 0xc]];
+        let cra = vec![vec![0x4e, 1, 5], vec![0x2a, 1, 0xaf]]; // SEI, CRA_NUT
+        assert!(starts_gop(VideoCodec::H265, false, &cra));
+        let f = access_unit(VideoCodec::H265, 9, true, &params, cra);
+        let types: Vec<u8> = f.nals.iter().map(|n| h265_type(n)).collect();
+        assert_eq!(types, vec![32, 33, 34, 39, 21]);
+        assert!(!starts_gop(VideoCodec::H265, false, &[vec![0x02, 1, 0xd0]])); // TRAIL_R
+        assert!(!starts_gop(VideoCodec::H264, false, &[vec![0x41, 0x9a]]));
+        assert!(starts_gop(VideoCodec::H264, true, &[vec![0x65, 0x88]]));
     }
 
     #[test]
