@@ -122,7 +122,9 @@ impl Pair {
         }
         assert!(up_s && up_c, "in-memory pair did not connect");
         if let Some(tx) = sfu.direct_api().stream_tx_by_mid(mid, None) {
-            sfu::rtc_config::set_resend_history(tx, 2_000_000, false);
+            // A LAN viewer's resend history (its RTT is ≈ 0 here too).
+            let window = sfu::rtc_config::RESEND_WINDOW_MIN;
+            sfu::rtc_config::set_resend_history(tx, 2_000_000, window, false);
         }
         let pt = sfu
             .media(mid)

@@ -287,3 +287,60 @@ async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
     }
     assert_eq!(publisher.close().await.unwrap(), 200);
 }
+
+/// A far viewer that loses every 10th RTP packet on the way in: its client
+/// holds everything it sends for 300 ms, so the server measures a round
+/// trip of ≈ 300 ms and gets each NACK (RFC 4585 §6.2.1) that much later,
+/// after the 200 ms resend history a viewer starts with has let the packet
+/// go. Once its receiver reports carry the round-trip time, the server
+/// sizes its history to RTT + 100 ms (`rtc_config::ResendWindow`), and the
+/// losses of the second half of the clip are repaired over RTX (RFC 4588).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_lossy_viewer_gets_a_resend_history_as_long_as_its_round_trip() {
+    let clip = clip(6);
+    let base = start_server(1).await;
+    let (publisher, near) = live_pair(&base, "far").await;
+    drop(near);
+    let far_opts = Options {
+        drop_every: Some(10),
+        delay_sends: Some(Duration::from_millis(300)),
+        ..Options::default()
+    };
+    let mut far = Session::play(&format!("{base}/whep/far"), far_opts)
+        .await
+        .unwrap();
+    far.wait_connected(CONNECT).await.unwrap();
+    publish_clip(&publisher, clip).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let expected = clip.video_payloads().len() as u64;
+
+    let mut rx = Vec::new();
+    drain(&mut far, &mut rx);
+    let mut seqs: Vec<u64> = rx
+        .iter()
+        .filter(|r| r.kind == MediaKind::Video)
+        .map(|r| r.seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let first = seqs[0];
+    // The second half of the clip, but for its last packets (a loss at the
+    // very end has no later packet to reveal it).
+    let (from, to) = (expected / 2, expected - 10);
+    let held = seqs
+        .iter()
+        .filter(|s| (from..to).contains(&(**s - first)))
+        .count() as u64;
+    let got = held as f64 / (to - from) as f64;
+    // Without resends it would hold ≈ 90 %.
+    assert!(
+        got >= 0.98,
+        "far lossy viewer holds {held} of {} video packets of the second half ({:.1} %)",
+        to - from,
+        got * 100.0
+    );
+    let m = Metrics::fetch(&base).await;
+    assert!(m.get("sfu_nacks_total{direction=\"from_viewers\"}") > 0.0);
+    assert_eq!(far.close().await.unwrap(), 200);
+    assert_eq!(publisher.close().await.unwrap(), 200);
+}

@@ -20,13 +20,20 @@ pub enum RtcRole {
     },
 }
 
-/// Oldest video packet a viewer keeps for resends.
-pub const RTX_CACHE_AGE: Duration = Duration::from_millis(500);
-/// Fewest video packets a viewer keeps for resends ([`RTX_CACHE_AGE`] at
-/// 2 Mbit/s in ≈ 1,100-byte packets, rounded up).
-pub const RTX_CACHE_MIN: usize = 128;
+/// Shortest resend history of a viewer video stream (Janus's default
+/// `min_nack_queue`): enough for a NACK and a retry on a LAN.
+pub const RESEND_WINDOW_MIN: Duration = Duration::from_millis(200);
+/// Longest resend history of a viewer video stream: a resend later than
+/// this would come after the viewer's jitter buffer gave the frame up.
+pub const RESEND_WINDOW_MAX: Duration = Duration::from_secs(1);
+/// Added to the smoothed round-trip time: the receiver's loss detection and
+/// NACK delay, and the retry of a lost resend.
+pub const RESEND_WINDOW_MARGIN: Duration = Duration::from_millis(100);
+/// Fewest video packets a viewer keeps for resends (a keyframe and the
+/// frames after it at 2 Mbit/s).
+pub const RTX_CACHE_MIN: usize = 64;
 /// Most video packets a viewer keeps for resends.
-pub const RTX_CACHE_MAX: usize = 512;
+pub const RTX_CACHE_MAX: usize = 1024;
 /// Resends are dropped while they exceed this share of a stream's bytes
 /// (str0m's RTX ratio cap: a lossy viewer link is not flooded further).
 pub const RTX_RATIO_CAP: f32 = 0.15;
@@ -84,29 +91,86 @@ pub fn base(role: RtcRole) -> RtcConfig {
     cfg
 }
 
-/// Video packets a viewer keeps for resends: [`RTX_CACHE_AGE`] worth at the
-/// publication's incoming rate `bitrate_bps` (bit/s, all tracks; 0 when not
-/// measured yet) in ≈ 1,100-byte packets, within
-/// [`RTX_CACHE_MIN`]..=[`RTX_CACHE_MAX`].
-pub fn rtx_cache_packets(bitrate_bps: u64) -> usize {
+/// Most video packets a viewer keeps for resends over `window`: the packets
+/// of `window` at the publication's incoming rate `bitrate_bps` (bit/s, all
+/// tracks; 0 when not measured yet) in ≈ 1,100-byte packets, within
+/// [`RTX_CACHE_MIN`]..=[`RTX_CACHE_MAX`]. Each costs ≈ 440 B in str0m
+/// whether or not it is ever resent, and str0m grows the history to this
+/// bound at the first burst (a keyframe, a GOP replay), so the bound, not
+/// the window, is the memory; in a burst the oldest packets go before they
+/// are `window` old.
+pub fn rtx_cache_packets(bitrate_bps: u64, window: Duration) -> usize {
     let per_s = bitrate_bps as f64 / (8.0 * 1100.0);
-    ((per_s * RTX_CACHE_AGE.as_secs_f64()).ceil() as usize).clamp(RTX_CACHE_MIN, RTX_CACHE_MAX)
+    ((per_s * window.as_secs_f64()).ceil() as usize).clamp(RTX_CACHE_MIN, RTX_CACHE_MAX)
 }
 
 /// Size a viewer video stream's resend history for NACKs (RFC 4585
-/// §6.2.1) from the publication's rate `bitrate_bps` (bit/s): str0m keeps
+/// §6.2.1, resends per RFC 4588): packets up to `window` old (see
+/// [`ResendWindow`]), at most [`rtx_cache_packets`] of them. str0m keeps
 /// 1,024 packets over 3 s by default, ≈ 480 B of bookkeeping each (the
-/// payloads are shared); [`RTX_CACHE_AGE`] covers a NACK round trip and a
-/// retry. `ratio_cap`: apply [`RTX_RATIO_CAP`]. str0m then records every
-/// sent packet's size for 1 s (≈ 25 KiB per viewer at 2 Mbit/s), so the
-/// server turns it on only for viewers that report [`RTX_CAP_LOSS`] or
-/// more. Calling this again empties the stream's resend history once.
-pub fn set_resend_history(tx: &mut StreamTx, bitrate_bps: u64, ratio_cap: bool) {
+/// payloads are shared). `ratio_cap`: apply [`RTX_RATIO_CAP`]; str0m then
+/// records every sent packet's size for 1 s (≈ 25 KiB per viewer at
+/// 2 Mbit/s), so the server turns it on only for viewers that report
+/// [`RTX_CAP_LOSS`] or more. Calling this again empties the stream's
+/// resend history once.
+pub fn set_resend_history(tx: &mut StreamTx, bitrate_bps: u64, window: Duration, ratio_cap: bool) {
     tx.set_rtx_cache(
-        rtx_cache_packets(bitrate_bps),
-        RTX_CACHE_AGE,
+        rtx_cache_packets(bitrate_bps, window),
+        window,
         ratio_cap.then_some(RTX_RATIO_CAP),
     );
+}
+
+/// A stream that is never resent (audio: no NACK negotiated for it) keeps
+/// no resend history; str0m would otherwise allocate one per stream.
+pub fn no_resend_history(tx: &mut StreamTx) {
+    tx.set_rtx_cache(0, Duration::ZERO, None);
+}
+
+/// How long a viewer video stream keeps packets for resends, from the
+/// viewer's round-trip time as Janus sizes its NACK queue: smoothed RTT
+/// (RFC 6298 §2, gain 1/8) plus [`RESEND_WINDOW_MARGIN`], within
+/// [`RESEND_WINDOW_MIN`]..=[`RESEND_WINDOW_MAX`]; the minimum until the
+/// first RTT, like Janus (a history sized for a far viewer and then cut
+/// would leave its memory to the allocator, not give it back). A resize
+/// empties str0m's history, so the window only moves when the target
+/// differs from it by a quarter or more.
+#[derive(Debug, Clone, Copy)]
+pub struct ResendWindow {
+    srtt: Option<Duration>,
+    window: Duration,
+}
+
+impl Default for ResendWindow {
+    fn default() -> Self {
+        Self {
+            srtt: None,
+            window: RESEND_WINDOW_MIN,
+        }
+    }
+}
+
+impl ResendWindow {
+    /// The window in force.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Feed a round-trip time from a receiver report (RFC 3550 §6.4.1);
+    /// returns the new window when the stream's history should be resized.
+    pub fn on_rtt(&mut self, rtt: Duration) -> Option<Duration> {
+        let srtt = match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        };
+        self.srtt = Some(srtt);
+        let target = (srtt + RESEND_WINDOW_MARGIN).clamp(RESEND_WINDOW_MIN, RESEND_WINDOW_MAX);
+        if target.abs_diff(self.window) * 4 < self.window {
+            return None;
+        }
+        self.window = target;
+        Some(target)
+    }
 }
 
 #[cfg(test)]
@@ -115,13 +179,48 @@ mod tests {
 
     #[test]
     fn resend_history_follows_the_stream_rate() {
-        // Unknown rate and up to ~2 Mbit/s: the floor.
-        assert_eq!(rtx_cache_packets(0), RTX_CACHE_MIN);
-        assert_eq!(rtx_cache_packets(2_000_000), RTX_CACHE_MIN);
-        // 6 Mbit/s (OBS): 6e6 / 8,800 bit per packet × 0.5 s = 341.
-        assert_eq!(rtx_cache_packets(6_000_000), 341);
-        // 50 Mbit/s: the ceiling.
-        assert_eq!(rtx_cache_packets(50_000_000), RTX_CACHE_MAX);
+        let w = Duration::from_millis(200);
+        // Unknown rate and up to ~2.8 Mbit/s: the floor.
+        assert_eq!(rtx_cache_packets(0, w), RTX_CACHE_MIN);
+        assert_eq!(rtx_cache_packets(2_000_000, w), RTX_CACHE_MIN);
+        // 6 Mbit/s (OBS): 6e6 / 8,800 bit per packet × 0.2 s = 137.
+        assert_eq!(rtx_cache_packets(6_000_000, w), 137);
+        // A far viewer (400 ms) of the 2 Mbit/s stream: 91.
+        assert_eq!(rtx_cache_packets(2_000_000, 2 * w), 91);
+        // 50 Mbit/s over 1 s: the ceiling.
+        assert_eq!(
+            rtx_cache_packets(50_000_000, RESEND_WINDOW_MAX),
+            RTX_CACHE_MAX
+        );
+    }
+
+    #[test]
+    fn resend_window_follows_the_round_trip_time() {
+        let ms = Duration::from_millis;
+        let mut w = ResendWindow::default();
+        assert_eq!(w.window(), RESEND_WINDOW_MIN);
+        // A LAN viewer (5 ms): the floor stays, no resize.
+        assert_eq!(w.on_rtt(ms(5)), None);
+        // Jitter within a quarter of the window: no resize.
+        assert_eq!(w.on_rtt(ms(60)), None);
+        assert_eq!(w.window(), ms(200));
+        // The path gets slow (400 ms): the smoothed RTT climbs to it, and
+        // the window follows in a few steps of a quarter or more.
+        let mut steps = Vec::new();
+        for _ in 0..40 {
+            steps.extend(w.on_rtt(ms(400)));
+        }
+        assert!(steps.len() >= 2 && steps.len() <= 6, "{steps:?}");
+        assert!(steps.windows(2).all(|p| p[1] > p[0]), "{steps:?}");
+        assert!(
+            w.window() >= ms(400) && w.window() <= ms(500),
+            "{:?}",
+            w.window()
+        );
+        // A satellite link (1.5 s): the ceiling.
+        let mut far = ResendWindow::default();
+        assert_eq!(far.on_rtt(ms(1500)), Some(RESEND_WINDOW_MAX));
+        assert_eq!(far.on_rtt(ms(1500)), None);
     }
 
     #[test]

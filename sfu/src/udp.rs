@@ -497,6 +497,11 @@ impl RecvBatch {
         }
     }
 
+    /// When the batch was read.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
     /// The next datagram not yet handed out: (source, bytes, time the batch
     /// was read).
     #[allow(clippy::should_implement_trait)]

@@ -71,6 +71,19 @@ pub struct Options {
     /// simulated loss, which the session repairs with NACKs (RFC 4585
     /// §6.2.1) answered by RTX resends (RFC 4588). `None`: no loss.
     pub drop_every: Option<u32>,
+    /// Hold every datagram the session sends once it is connected for this
+    /// long (simulated one-way delay towards the server, so the server
+    /// measures a round-trip time this much longer and receives NACKs this
+    /// much later). `None`: no delay.
+    pub delay_sends: Option<Duration>,
+}
+
+/// Simulated path impairments of a session ([`Options::drop_every`],
+/// [`Options::delay_sends`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Impair {
+    drop_every: Option<u32>,
+    delay_sends: Option<Duration>,
 }
 
 /// How long the gathering of server-reflexive candidates may delay the offer
@@ -101,6 +114,7 @@ impl Default for Options {
             relay_only: false,
             link_ice_servers: false,
             drop_every: None,
+            delay_sends: None,
         }
     }
 }
@@ -564,7 +578,10 @@ impl Session {
             ice_tx,
             trickle,
             turn,
-            opts.drop_every,
+            Impair {
+                drop_every: opts.drop_every,
+                delay_sends: opts.delay_sends,
+            },
         ));
         Ok(Session {
             etag: resp.header("etag").map(str::to_string),
@@ -772,10 +789,10 @@ async fn drive(
     ice: watch::Sender<IceConnectionState>,
     trickle: Trickle,
     mut turn: Option<Turn>,
-    drop_every: Option<u32>,
+    impair: Impair,
 ) {
     drive_inner(
-        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn, drop_every,
+        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn, impair,
     )
     .await;
     if let Some(r) = &mut turn {
@@ -795,7 +812,7 @@ async fn drive_inner(
     ice: watch::Sender<IceConnectionState>,
     trickle: Trickle,
     turn: &mut Option<Turn>,
-    drop_every: Option<u32>,
+    impair: Impair,
 ) {
     // Datagrams are read in batches (recvmmsg): one wake-up per burst.
     let mut rx = crate::udp::RecvBatch::new();
@@ -828,6 +845,10 @@ async fn drive_inner(
     let mut last_rtp: Option<(u32, u16, usize)> = None;
     let mut rtp_received = 0u64;
     let mut overhead = 0usize;
+    // Datagrams held by `impair.delay_sends`: (due, destination, bytes).
+    let mut delayed: std::collections::VecDeque<(Instant, SocketAddr, Vec<u8>)> =
+        Default::default();
+    let mut connected = false;
     // Drive the agents once before the first poll: the ICE agent (`is` 0.12
     // `IceAgent::poll_timeout`) reports no timeout until its first
     // `handle_timeout`, so without this only a DTLS client timer would ever
@@ -843,14 +864,24 @@ async fn drive_inner(
                         let m = r.send(t.destination, &t.contents);
                         let _ = socket.send_to(&m, r.server).await;
                     }
-                    _ => {
-                        let _ = socket.send_to(&t.contents, t.destination).await;
-                    }
+                    _ => match impair.delay_sends.filter(|_| connected) {
+                        Some(d) => delayed.push_back((
+                            Instant::now() + d,
+                            t.destination,
+                            t.contents.to_vec(),
+                        )),
+                        None => {
+                            let _ = socket.send_to(&t.contents, t.destination).await;
+                        }
+                    },
                 },
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Event(e)) => {
                     let out = match e {
-                        Event::Connected => Some(ClientEvent::Connected),
+                        Event::Connected => {
+                            connected = true;
+                            Some(ClientEvent::Connected)
+                        }
                         Event::RtpPacket(p) => {
                             if let Some((ssrc, seq, body)) = last_rtp.take()
                                 && ssrc == *p.header.ssrc
@@ -948,7 +979,7 @@ async fn drive_inner(
             }
             let rtp = rtp_header(data);
             if rtp.is_some()
-                && let Some(n) = drop_every
+                && let Some(n) = impair.drop_every
             {
                 rtp_received += 1;
                 if rtp_received.is_multiple_of(u64::from(n.max(1))) {
@@ -1000,9 +1031,15 @@ async fn drive_inner(
             p.sent += 1;
             true
         });
+        while delayed.front().is_some_and(|(due, _, _)| *due <= now) {
+            if let Some((_, to, m)) = delayed.pop_front() {
+                let _ = socket.send_to(&m, to).await;
+            }
+        }
         let mut timeout = stun_pending
             .iter()
             .map(|p| p.next)
+            .chain(delayed.front().map(|(due, _, _)| *due))
             .fold(timeout, Instant::min);
         if let Some(r) = turn.as_mut() {
             for m in r.timers(now) {
@@ -1016,7 +1053,17 @@ async fn drive_inner(
                 if r.is_ok() {
                     use std::os::fd::AsRawFd;
                     let fd = socket.as_raw_fd();
-                    let _ = socket.try_io(tokio::io::Interest::READABLE, || rx.fill(fd));
+                    // Timers due by the time the batch was read fire before
+                    // its datagrams are fed: a receiver report due then would
+                    // otherwise be made at the instant a sender report in the
+                    // batch arrived, with DLSR 0 (RFC 3550 §6.4.1), which
+                    // str0m reads as "no SR yet", so the server learnt no
+                    // round-trip time from this client.
+                    if let Ok(n) = socket.try_io(tokio::io::Interest::READABLE, || rx.fill(fd))
+                        && n > 0
+                    {
+                        let _ = rtc.handle_input(Input::Timeout(rx.at()));
+                    }
                 }
             }
             c = cmd_rx.recv() => match c {

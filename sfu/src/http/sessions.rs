@@ -440,9 +440,12 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             continue; // m-line rejected in the answer
         };
+        let resend = rtc_config::ResendWindow::default();
         if video {
             let bps = publication.bitrate_in.load(Ordering::Relaxed);
-            rtc_config::set_resend_history(tx, bps, false);
+            rtc_config::set_resend_history(tx, bps, resend.window(), false);
+        } else {
+            rtc_config::no_resend_history(tx);
         }
         tracks[*ti] = Some(ViewerTrack {
             mid,
@@ -450,6 +453,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
             rewrite: Rewrite::new(pub_tracks[*ti].clock_rate, video, random_seq()),
             nackable: video,
             rtx_capped: false,
+            resend,
             video,
             replay: Replay::Off,
             gate: Default::default(),

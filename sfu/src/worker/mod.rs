@@ -1431,6 +1431,9 @@ fn on_event(
             if crate::rtc_config::needs_rtx_cap(s.loss, d.nacks, d.packets) {
                 cap_resends(peer, s.mid, m);
             }
+            if let Some(rtt) = s.rtt {
+                resize_resends(peer, s.mid, rtt);
+            }
         }
         Event::MediaIngressStats(s) => {
             // What we receive from a publisher.
@@ -1469,9 +1472,35 @@ fn cap_resends(peer: &mut Peer, mid: Mid, m: &Metrics) {
     t.rtx_capped = true;
     let bps = peer.publication.bitrate_in.load(Ordering::Relaxed);
     if let Some(tx) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
-        crate::rtc_config::set_resend_history(tx, bps, true);
+        crate::rtc_config::set_resend_history(tx, bps, t.resend.window(), true);
         m.rtx_caps.inc();
         debug!(peer = peer.id, %mid, "lossy viewer: RTX ratio cap on");
+    }
+}
+
+/// Feed viewer `peer`'s round-trip time `rtt` (from its receiver report
+/// about video track `mid`) to the track's
+/// [`crate::rtc_config::ResendWindow`], and resize str0m's resend history
+/// when the window moves.
+fn resize_resends(peer: &mut Peer, mid: Mid, rtt: std::time::Duration) {
+    let PeerKind::Viewer(v) = &mut peer.kind else {
+        return;
+    };
+    let Some(t) = v
+        .tracks
+        .iter_mut()
+        .flatten()
+        .find(|t| t.mid == mid && t.nackable)
+    else {
+        return;
+    };
+    let Some(window) = t.resend.on_rtt(rtt) else {
+        return;
+    };
+    let bps = peer.publication.bitrate_in.load(Ordering::Relaxed);
+    if let Some(tx) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
+        crate::rtc_config::set_resend_history(tx, bps, window, t.rtx_capped);
+        debug!(peer = peer.id, %mid, ?rtt, ?window, "resend history resized");
     }
 }
 

@@ -109,6 +109,9 @@ pub struct ViewerTrack {
     /// viewer reports [`crate::rtc_config::RTX_CAP_LOSS`] loss, see
     /// [`crate::rtc_config::set_resend_history`]).
     pub rtx_capped: bool,
+    /// How long the track's packets are kept for resends (follows the
+    /// viewer's round-trip time; video only).
+    pub resend: crate::rtc_config::ResendWindow,
     /// Video (keyframe-gated).
     pub video: bool,
     /// GOP replay state.
