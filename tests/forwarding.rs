@@ -255,13 +255,7 @@ async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
 
     let mut rx = Vec::new();
     drain(&mut lossy, &mut rx);
-    let mut seqs: Vec<u64> = rx
-        .iter()
-        .filter(|r| r.kind == MediaKind::Video)
-        .map(|r| r.seq)
-        .collect();
-    seqs.sort_unstable();
-    seqs.dedup();
+    let seqs = video_seqs(&rx);
     // Without resends it would hold ≈ 90 %; the history is emptied once
     // when the cap goes on, so a few packets NACKed at that moment may stay
     // lost.
@@ -316,13 +310,7 @@ async fn far_lossy_viewer_gets_a_resend_history_as_long_as_its_round_trip() {
 
     let mut rx = Vec::new();
     drain(&mut far, &mut rx);
-    let mut seqs: Vec<u64> = rx
-        .iter()
-        .filter(|r| r.kind == MediaKind::Video)
-        .map(|r| r.seq)
-        .collect();
-    seqs.sort_unstable();
-    seqs.dedup();
+    let seqs = video_seqs(&rx);
     let first = seqs[0];
     // The second half of the clip, but for its last packets (a loss at the
     // very end has no later packet to reveal it).
@@ -343,4 +331,16 @@ async fn far_lossy_viewer_gets_a_resend_history_as_long_as_its_round_trip() {
     assert!(m.get("sfu_nacks_total{direction=\"from_viewers\"}") > 0.0);
     assert_eq!(far.close().await.unwrap(), 200);
     assert_eq!(publisher.close().await.unwrap(), 200);
+}
+
+/// The distinct video sequence numbers in `rx`, ascending.
+fn video_seqs(rx: &[Received]) -> Vec<u64> {
+    let mut seqs: Vec<u64> = rx
+        .iter()
+        .filter(|r| r.kind == MediaKind::Video)
+        .map(|r| r.seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
 }

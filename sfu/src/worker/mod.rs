@@ -16,7 +16,7 @@ use crate::registry::{Publication, Registry};
 use crate::stats::MidCounters;
 use crate::udp::{SendBatch, Sockets};
 pub use peer::NewPeer;
-use peer::{Peer, PeerKind, Replay};
+use peer::{Peer, PeerKind, Replay, ViewerTrack};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -1453,20 +1453,24 @@ fn on_event(
 /// One mid's RTCP-derived report: (mid, counters, RTT, fraction lost).
 type MidReport = (Mid, MidCounters, Option<Duration>, Option<f32>);
 
+/// A viewer's track with mid `mid` whose packets are kept for resends
+/// (video); `None` for publishers and other tracks.
+fn nackable_track(kind: &mut PeerKind, mid: Mid) -> Option<&mut ViewerTrack> {
+    let PeerKind::Viewer(v) = kind else {
+        return None;
+    };
+    v.tracks
+        .iter_mut()
+        .flatten()
+        .find(|t| t.mid == mid && t.nackable)
+}
+
 /// Turn str0m's RTX ratio cap on for viewer `peer`'s video track `mid`
 /// (once; see [`crate::rtc_config::set_resend_history`]): it reported
 /// enough loss that its NACKs could make resends a large share of what it
 /// is sent.
 fn cap_resends(peer: &mut Peer, mid: Mid, m: &Metrics) {
-    let PeerKind::Viewer(v) = &mut peer.kind else {
-        return;
-    };
-    let Some(t) = v
-        .tracks
-        .iter_mut()
-        .flatten()
-        .find(|t| t.mid == mid && t.nackable && !t.rtx_capped)
-    else {
+    let Some(t) = nackable_track(&mut peer.kind, mid).filter(|t| !t.rtx_capped) else {
         return;
     };
     t.rtx_capped = true;
@@ -1483,15 +1487,7 @@ fn cap_resends(peer: &mut Peer, mid: Mid, m: &Metrics) {
 /// [`crate::rtc_config::ResendWindow`], and resize str0m's resend history
 /// when the window moves.
 fn resize_resends(peer: &mut Peer, mid: Mid, rtt: std::time::Duration) {
-    let PeerKind::Viewer(v) = &mut peer.kind else {
-        return;
-    };
-    let Some(t) = v
-        .tracks
-        .iter_mut()
-        .flatten()
-        .find(|t| t.mid == mid && t.nackable)
-    else {
+    let Some(t) = nackable_track(&mut peer.kind, mid) else {
         return;
     };
     let Some(window) = t.resend.on_rtt(rtt) else {
