@@ -107,7 +107,7 @@ pub fn rtx_cache_packets(bitrate_bps: u64, window: Duration) -> usize {
 /// Size a viewer video stream's resend history for NACKs (RFC 4585
 /// §6.2.1, resends per RFC 4588): packets up to `window` old (see
 /// [`ResendWindow`]), at most [`rtx_cache_packets`] of them. str0m keeps
-/// 1,024 packets over 3 s by default, ≈ 480 B of bookkeeping each (the
+/// 1,024 packets over 3 s by default, ≈ 440 B of bookkeeping each (the
 /// payloads are shared). `ratio_cap`: apply [`RTX_RATIO_CAP`]; str0m then
 /// records every sent packet's size for 1 s (≈ 25 KiB per viewer at
 /// 2 Mbit/s), so the server turns it on only for viewers that report

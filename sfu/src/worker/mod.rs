@@ -1474,9 +1474,7 @@ fn cap_resends(peer: &mut Peer, mid: Mid, m: &Metrics) {
         return;
     };
     t.rtx_capped = true;
-    let bps = peer.publication.bitrate_in.load(Ordering::Relaxed);
-    if let Some(tx) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
-        crate::rtc_config::set_resend_history(tx, bps, t.resend.window(), true);
+    if apply_resend_history(&mut peer.rtc, &peer.publication, t) {
         m.rtx_caps.inc();
         debug!(peer = peer.id, %mid, "lossy viewer: RTX ratio cap on");
     }
@@ -1493,11 +1491,23 @@ fn resize_resends(peer: &mut Peer, mid: Mid, rtt: std::time::Duration) {
     let Some(window) = t.resend.on_rtt(rtt) else {
         return;
     };
-    let bps = peer.publication.bitrate_in.load(Ordering::Relaxed);
-    if let Some(tx) = peer.rtc.direct_api().stream_tx_by_mid(mid, None) {
-        crate::rtc_config::set_resend_history(tx, bps, window, t.rtx_capped);
+    if apply_resend_history(&mut peer.rtc, &peer.publication, t) {
         debug!(peer = peer.id, %mid, ?rtt, ?window, "resend history resized");
     }
+}
+
+/// Re-size str0m's resend history of viewer track `t` from its window and
+/// RTX cap at the publication's current rate (see
+/// [`crate::rtc_config::set_resend_history`]). False when the track has no
+/// send stream.
+fn apply_resend_history(rtc: &mut str0m::Rtc, publication: &Publication, t: &ViewerTrack) -> bool {
+    let bps = publication.bitrate_in.load(Ordering::Relaxed);
+    let mut api = rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(t.mid, None) else {
+        return false;
+    };
+    crate::rtc_config::set_resend_history(tx, bps, t.resend.window(), t.rtx_capped);
+    true
 }
 
 /// Fold a report into the peer's [`crate::stats::SessionStats`] and the
