@@ -814,8 +814,12 @@ async fn drive_inner(
     turn: &mut Option<Turn>,
     impair: Impair,
 ) {
-    // Datagrams are read in batches (recvmmsg): one wake-up per burst.
-    let mut rx = crate::udp::RecvBatch::new();
+    // Datagrams are read in batches (recvmmsg), a GSO burst coalesced by
+    // UDP GRO into one message: one wake-up per burst.
+    let mut rx = {
+        use std::os::fd::AsRawFd;
+        crate::udp::RecvBatch::with_gro(socket.as_raw_fd())
+    };
     let now = Instant::now();
     let mut stun_pending: Vec<Pending> = trickle
         .servers
