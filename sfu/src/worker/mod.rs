@@ -18,7 +18,8 @@ use crate::udp::{SendBatch, Sockets};
 pub use peer::NewPeer;
 use peer::{Peer, PeerKind, Replay, ViewerTrack};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -177,9 +178,12 @@ pub struct Worker {
     shared: Arc<Shared>,
     /// Boxed: a `Peer` (its `Rtc` inline) is several KiB, and a map of
     /// values that size keeps up to 2× its live peers in spare slots (plus
-    /// the old table while it grows).
-    peers: HashMap<u64, Box<Peer>>,
-    subs: HashMap<u64, Vec<u64>>,
+    /// the old table while it grows). Keyed by server-made sequential ids,
+    /// so a fast non-keyed hash (Fx) is safe: it is looked up several times
+    /// per viewer and packet.
+    peers: FxHashMap<u64, Box<Peer>>,
+    /// Viewer ids of each publication (publication id → viewers).
+    subs: FxHashMap<u64, Vec<u64>>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     actions: Vec<Action>,
     spare: Vec<Action>,
@@ -206,8 +210,8 @@ impl Worker {
         Worker {
             idx,
             shared,
-            peers: HashMap::new(),
-            subs: HashMap::new(),
+            peers: FxHashMap::default(),
+            subs: FxHashMap::default(),
             timers: BinaryHeap::new(),
             actions: Vec::with_capacity(64),
             spare: Vec::with_capacity(64),
