@@ -518,8 +518,13 @@ impl RecvBatch {
 
     /// An empty batch for socket `fd` with UDP GRO turned on when the kernel
     /// has it (Linux ≥ 5.0): [`GRO_BATCH`] messages of up to 64 KiB each.
-    /// Falls back to [`RecvBatch::new`] when the option is refused.
+    /// Falls back to [`RecvBatch::new`] when the option is refused or the
+    /// environment has `SFU_NO_GRO`.
     pub fn with_gro(fd: std::os::fd::RawFd) -> RecvBatch {
+        // `SFU_NO_GRO` (any value) keeps the option off, for comparisons.
+        if std::env::var_os("SFU_NO_GRO").is_some() {
+            return RecvBatch::new();
+        }
         let on: libc::c_int = 1;
         // SAFETY: valid fd, option value is a c_int of the given size.
         let r = unsafe {
@@ -531,7 +536,7 @@ impl RecvBatch {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        if r == 0 && std::env::var_os("SFU_NO_GRO").is_none() {
+        if r == 0 {
             RecvBatch::sized(GRO_BATCH, GRO_SLOT)
         } else {
             RecvBatch::new()
