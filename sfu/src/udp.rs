@@ -213,18 +213,8 @@ pub fn set_buffers(s: &socket2::Socket, bytes: usize) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let v = bytes as libc::c_int;
         for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-            // SAFETY: valid fd, option value is a c_int of the given size.
-            unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    &v as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            set_int_option(s.as_raw_fd(), libc::SOL_SOCKET, opt, bytes as libc::c_int);
         }
     }
     if s.recv_buffer_size().unwrap_or(0) < bytes {
@@ -233,6 +223,28 @@ pub fn set_buffers(s: &socket2::Socket, bytes: usize) {
     if s.send_buffer_size().unwrap_or(0) < bytes {
         let _ = s.set_send_buffer_size(bytes);
     }
+}
+
+/// `setsockopt(fd, level, name, &value)` for an integer option; true when
+/// the kernel took it.
+fn set_int_option(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> bool {
+    // SAFETY: the option value is a c_int of the given size; an invalid fd
+    // or unknown option only makes the call fail.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
 }
 
 /// Most datagrams one [`SendBatch`] holds before it flushes by itself: a
@@ -525,18 +537,7 @@ impl RecvBatch {
         if std::env::var_os("SFU_NO_GRO").is_some() {
             return RecvBatch::new();
         }
-        let on: libc::c_int = 1;
-        // SAFETY: valid fd, option value is a c_int of the given size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_UDP,
-                UDP_GRO,
-                &on as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
+        if set_int_option(fd, libc::SOL_UDP, UDP_GRO, 1) {
             RecvBatch::sized(GRO_BATCH, GRO_SLOT)
         } else {
             RecvBatch::new()
