@@ -117,8 +117,8 @@ struct Common {
     /// Every M-th viewer keeps full accounting (SRTP decryption, SEI
     /// latency, NACKs); the others switch to header-only accounting (loss
     /// and bitrate from the clear RTP headers) after their first complete
-    /// keyframe (≈ 0.15 % of a core per viewer instead of ≈ 0.25 %). 1: all
-    /// full.
+    /// keyframe (at 300 viewers of the 2 Mbit/s clip: the generator used
+    /// 29 % of its core with the default, 57 % with all full). 1: all full.
     #[arg(long, default_value_t = 20)]
     sample_every: usize,
     /// Runtime worker threads [default: number of CPUs].
