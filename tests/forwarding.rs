@@ -128,6 +128,21 @@ async fn fan_out(viewers: usize, workers: usize) {
         0.0,
         "no loss on loopback"
     );
+    // One fan-out observation per forwarded batch (at most one per packet),
+    // and the last viewer is written no earlier than the first.
+    let (first, last) = (
+        metric("sfu_fanout_seconds_count{viewer=\"first\"}"),
+        metric("sfu_fanout_seconds_count{viewer=\"last\"}"),
+    );
+    assert!(
+        first >= 1.0 && first <= metric("sfu_rtp_packets_in_total"),
+        "{first}"
+    );
+    assert_eq!(first, last);
+    assert!(
+        metric("sfu_fanout_seconds_sum{viewer=\"last\"}")
+            >= metric("sfu_fanout_seconds_sum{viewer=\"first\"}")
+    );
     for v in sessions {
         assert_eq!(v.close().await.unwrap(), 200);
     }

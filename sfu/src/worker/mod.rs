@@ -196,6 +196,8 @@ pub struct Worker {
     pending: Vec<Arc<MediaPacket>>,
     /// Arrival of the oldest packet in `pending`.
     held_since: Option<Instant>,
+    /// `sfu_fanout_seconds{viewer="first"}` and `{viewer="last"}`.
+    fanout: [prometheus::Histogram; 2],
 }
 
 /// Most publisher packets held for one viewer-major fan-out pass.
@@ -209,7 +211,6 @@ impl Worker {
     pub fn new(idx: usize, shared: Arc<Shared>) -> Worker {
         Worker {
             idx,
-            shared,
             peers: FxHashMap::default(),
             subs: FxHashMap::default(),
             timers: BinaryHeap::new(),
@@ -219,6 +220,9 @@ impl Worker {
             out: SendBatch::new(),
             pending: Vec::with_capacity(PENDING_MAX),
             held_since: None,
+            fanout: ["first", "last"]
+                .map(|v| shared.metrics.fanout_seconds.with_label_values(&[v])),
+            shared,
         }
     }
 
@@ -702,6 +706,8 @@ impl Worker {
         }
         let now = Instant::now();
         let mut pending = std::mem::take(&mut self.pending);
+        let newest = pending.last().map_or(now, |p| p.arrival);
+        let mut viewers = 0;
         let mut i = 0;
         while i < pending.len() {
             // Packets of one publication: [i, j).
@@ -711,6 +717,7 @@ impl Worker {
                 j += 1;
             }
             let n = self.subs.get(&publication).map_or(0, Vec::len);
+            viewers += n;
             for k in 0..n {
                 let Some(&id) = self.subs.get(&publication).and_then(|v| v.get(k)) else {
                     break;
@@ -730,6 +737,11 @@ impl Worker {
                 }
             }
             i = j;
+        }
+        if viewers > 0 {
+            let [first, last] = &self.fanout;
+            first.observe(now.saturating_duration_since(newest).as_secs_f64());
+            last.observe(newest.elapsed().as_secs_f64());
         }
         pending.clear();
         if self.pending.is_empty() {
