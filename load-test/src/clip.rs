@@ -202,10 +202,25 @@ pub struct PubStats {
     pub closed: AtomicBool,
 }
 
+/// What a live source sends next, given the next audio packet `a` and
+/// video frame `i`: audio `a` is due `a × 20 ms` ([`AUDIO_US`]) and frame
+/// `i` `i × 33.3 ms` ([`FRAME_US`]) after the start; returns the earlier
+/// (audio on a tie) and its due time in µs.
+pub fn next_due(a: u64, i: u64) -> (MediaKind, u64) {
+    let (audio, video) = (a * AUDIO_US, i * FRAME_US);
+    if audio <= video {
+        (MediaKind::Audio, audio)
+    } else {
+        (MediaKind::Video, video)
+    }
+}
+
 /// Send `clip` in a loop in real time on `s` until `stop` is set or
-/// `deadline` passes: frame `i` at `i × 33.3 ms`, audio every 20 ms, RTP
-/// timestamps continuous across loops. Every access unit gets a timestamp
-/// SEI (nanoseconds since `epoch`) right before its first slice.
+/// `deadline` passes: frame `i` at `i × 33.3 ms` and audio packet `a` at
+/// `a × 20 ms`, each at its own time as a live encoder sends them (not
+/// bunched with the video frames), RTP timestamps continuous across loops.
+/// Every access unit gets a timestamp SEI (nanoseconds since `epoch`) right
+/// before its first slice.
 pub async fn publish_loop(
     mut s: Session,
     clip: Arc<Clip>,
@@ -219,7 +234,8 @@ pub async fn publish_loop(
     let nv = clip.video.len() as u64;
     let na = clip.audio.len() as u64;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        tokio::time::sleep_until(start + Duration::from_micros(i * FRAME_US)).await;
+        let (kind, due) = next_due(a, i);
+        tokio::time::sleep_until(start + Duration::from_micros(due)).await;
         while let Ok(ev) = s.events.try_recv() {
             match ev {
                 ClientEvent::KeyframeRequest => {
@@ -228,6 +244,16 @@ pub async fn publish_loop(
                 ClientEvent::Closed(_) => stats.closed.store(true, Ordering::Relaxed),
                 _ => {}
             }
+        }
+        if kind == MediaKind::Audio {
+            s.send(OutPacket {
+                kind: MediaKind::Audio,
+                ts: (a * 960) as u32,
+                marker: false,
+                payload: clip.audio[(a % na) as usize].clone(),
+            });
+            a += 1;
+            continue;
         }
         let f = &clip.video[(i % nv) as usize];
         let ts = (i * 3000) as u32;
@@ -248,16 +274,43 @@ pub async fn publish_loop(
             s.send(video(p.clone(), k + 1 == n));
         }
         stats.frames.fetch_add(1, Ordering::Relaxed);
-        while a * AUDIO_US <= i * FRAME_US {
-            s.send(OutPacket {
-                kind: MediaKind::Audio,
-                ts: (a * 960) as u32,
-                marker: false,
-                payload: clip.audio[(a % na) as usize].clone(),
-            });
-            a += 1;
-        }
         i += 1;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audio and video keep their own cadence: over 0.99 s, 50 audio packets
+    /// 20 ms apart and 30 frames 33.3 ms apart, in time order, so audio is
+    /// never held back to the next frame.
+    #[test]
+    fn audio_and_video_are_sent_at_their_own_times() {
+        let (mut a, mut i, mut last) = (0, 0, 0);
+        let (mut audio, mut video) = (Vec::new(), Vec::new());
+        loop {
+            let (kind, due) = next_due(a, i);
+            if due >= 990_000 {
+                break;
+            }
+            assert!(due >= last, "time order");
+            last = due;
+            match kind {
+                MediaKind::Audio => {
+                    audio.push(due);
+                    a += 1;
+                }
+                MediaKind::Video => {
+                    video.push(due);
+                    i += 1;
+                }
+            }
+        }
+        assert_eq!(audio.len(), 50);
+        assert_eq!(video.len(), 30);
+        assert!(audio.windows(2).all(|w| w[1] - w[0] == AUDIO_US));
+        assert!(video.windows(2).all(|w| w[1] - w[0] == FRAME_US));
+    }
 }
