@@ -92,28 +92,27 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
+        let hv = |name: &str, help: &str, buckets: Vec<f64>, label: &str| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label])
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
         let buckets = vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
-        let connect_seconds = HistogramVec::new(
-            HistogramOpts::new("sfu_connect_seconds", "POST to ICE+DTLS connected")
-                .buckets(buckets.clone()),
-            &["role"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(connect_seconds.clone()))
-            .expect("unique metric");
-        let loss_ratio = HistogramVec::new(
-            HistogramOpts::new(
-                "sfu_loss_ratio",
-                "Fraction of RTP packets lost per 1 s report, by side",
-            )
-            .buckets(vec![0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
-            &["side"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(loss_ratio.clone()))
-            .expect("unique metric");
+        let connect_seconds = hv(
+            "sfu_connect_seconds",
+            "POST to ICE+DTLS connected",
+            buckets.clone(),
+            "role",
+        );
+        let loss_ratio = hv(
+            "sfu_loss_ratio",
+            "Fraction of RTP packets lost per 1 s report, by side",
+            vec![0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+            "side",
+        );
         let ttff_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "sfu_ttff_seconds",
@@ -125,20 +124,14 @@ impl Metrics {
         registry
             .register(Box::new(ttff_seconds.clone()))
             .expect("unique metric");
-        let fanout_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "sfu_fanout_seconds",
-                "Publisher packet arrival to written to the worker's first/last viewer",
-            )
-            .buckets(vec![
+        let fanout_seconds = hv(
+            "sfu_fanout_seconds",
+            "Publisher packet arrival to written to the worker's first/last viewer",
+            vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5,
-            ]),
-            &["viewer"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(fanout_seconds.clone()))
-            .expect("unique metric");
+            ],
+            "viewer",
+        );
         Metrics {
             sessions_created: cv("sfu_sessions_created_total", "Sessions created", "role"),
             sessions_refused: cv(
