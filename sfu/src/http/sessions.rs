@@ -559,9 +559,7 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
         // The name is free from the 200 on: a client that DELETEs and
         // re-POSTs at once (an OBS restart) must not race the worker's close
         // into a 409. The worker still starts the grace period for viewers.
-        p.live.store(false, Ordering::Release);
-        p.connected.store(false, Ordering::Relaxed);
-        p.notify();
+        p.publisher_left();
     }
     app.shared.send_control(
         entry.peer.shard,
