@@ -240,3 +240,52 @@ fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Start the binary on free loopback ports with `args`, stdout and stderr
+/// into `log_path`, `NO_COLOR` unset; returns it and its HTTP base URL once
+/// `/healthz` answers.
+fn start_logging(args: &[&str], log_path: &std::path::Path) -> (std::process::Child, String) {
+    let (http, udp) = (free_port(false), free_port(true));
+    let log = std::fs::File::create(log_path).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sfu"))
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--udp", &format!("127.0.0.1:{udp}")])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{http}");
+    let url = sfu::client::http::Url::parse(&format!("{base}/healthz")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sfu::client::http::request("GET", &url, &[], None)
+            .await
+            .map_or(true, |r| r.status != 200)
+        {
+            assert!(Instant::now() < deadline, "sfu did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (child, base)
+}
+
+/// Text logs into a file (not a terminal) carry no ANSI escape codes.
+#[test]
+fn text_logs_into_a_file_have_no_colour_codes() {
+    let log_path = std::env::temp_dir().join(format!("sfu-ansi-{}.log", std::process::id()));
+    let (mut child, _) = start_logging(&[], &log_path);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("sfu listening"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI codes in a log file:\n{text:?}"
+    );
+    let _ = std::fs::remove_file(&log_path);
+}
