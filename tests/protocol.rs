@@ -1,7 +1,7 @@
 //! WHIP/WHEP protocol behaviour: authentication (Bearer, `?token=`, Basic),
 //! trickle PATCH with If-Match/ETag, ICE restart, GET/HEAD (HTTP/1.1 and
 //! HTTP/2) and 405, Link ice-server headers with TURN REST credentials, the
-//! session limit (503).
+//! session limit (503) and a replacing publisher at that limit.
 
 use e2e::{clip, drain, publish_clip, start_server_with};
 use sfu::client::http::{HttpResponse, Url, request};
@@ -450,4 +450,54 @@ async fn head_mirrors_get_on_http1_and_http2_and_wrong_methods_get_405() {
         );
     }
     assert_eq!(req(&base, "POST", "/nothing", &[], None).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_publisher_is_admitted_at_the_session_limit() {
+    let base = start_server_with(Config {
+        workers: 2,
+        rate_limit: 0.0,
+        max_sessions: 3,
+        replace_publisher: true,
+        ..Config::default()
+    })
+    .await;
+    let connect = Duration::from_secs(10);
+    let (mut a, viewer) = e2e::live_pair(&base, "cam").await;
+    let v2 = Session::play(&format!("{base}/whep/cam"), Options::default())
+        .await
+        .unwrap();
+    // Three sessions: a new stream is refused ...
+    let e = Session::publish(&format!("{base}/whip/other"), Options::default())
+        .await
+        .err()
+        .expect("over the limit");
+    assert!(e.to_string().contains("503"), "{e}");
+    // ... but a publisher replacing the live one on `cam` is not.
+    let mut b = Session::publish(&format!("{base}/whip/cam"), Options::default())
+        .await
+        .expect("replacing publisher admitted at the session limit");
+    b.wait_connected(connect).await.unwrap();
+    let mut a_closed = false;
+    for _ in 0..50 {
+        if let Some(sfu::client::ClientEvent::Closed(_)) =
+            a.next_event(Duration::from_millis(100)).await
+        {
+            a_closed = true;
+            break;
+        }
+    }
+    assert!(a_closed, "the replaced publisher's session ended");
+    // Still three sessions (B and both viewers): no room for a fourth.
+    let e = Session::publish(&format!("{base}/whip/other"), Options::default())
+        .await
+        .err()
+        .expect("still at the limit");
+    assert!(e.to_string().contains("503"), "{e}");
+    let s = e2e::get_json(&base, "/api/streams/cam").await;
+    assert_eq!(s["viewers"], 2, "{s}");
+    assert_eq!(s["publisher"], "live", "{s}");
+    assert_eq!(viewer.close().await.unwrap(), 200);
+    assert_eq!(v2.close().await.unwrap(), 200);
+    assert_eq!(b.close().await.unwrap(), 200);
 }

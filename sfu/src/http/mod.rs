@@ -250,7 +250,12 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                     if let Some(r) = unauthorized(app, &req, name, role) {
                         return r;
                     }
-                    if let Some(r) = sessions::over_limit(app) {
+                    // A publisher replacing a live one ends that session:
+                    // no net new session, so not refused at the limit. (If
+                    // the old one leaves before the replacement lands, the
+                    // limit is exceeded by that one session.)
+                    let replacing = role == Role::Publisher && sessions::replaces_live(app, name);
+                    if !replacing && let Some(r) = sessions::over_limit(app) {
                         return r;
                     }
                     let layer = layer_ext::query_layer(req.uri().query()).map(str::to_string);

@@ -189,6 +189,8 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             signal: Default::default(),
         })
     };
+    // The publisher this one replaces (replace policy), if any.
+    let mut replaced = None;
     let publication = {
         use dashmap::mapref::entry::Entry;
         match app.shared.registry.streams.entry(stream.to_string()) {
@@ -205,6 +207,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                     && cur.compatible(&tracks)
                 {
                     let old = cur.take_over(me, tracks.clone());
+                    replaced = Some(old);
                     info!(
                         stream,
                         "new publisher replaces the live one: viewers keep their sessions"
@@ -219,6 +222,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                     cur
                 } else if cur.live.load(Ordering::Acquire) && app.config.replaces(stream) {
                     let old = cur.publisher();
+                    replaced = Some(old);
                     info!(
                         stream,
                         "new publisher with other codecs replaces the live one: ending the old viewers' sessions"
@@ -261,6 +265,14 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             }
         }
     };
+    if let Some(old) = replaced {
+        // Its session is gone from now on (its worker closes the peer), so a
+        // replacement never counts twice against the session limit.
+        app.shared
+            .registry
+            .sessions
+            .retain(|_, e| !(e.role == Role::Publisher && e.peer == old));
+    }
     let unpublish = || {
         if publication.id == id {
             app.shared
@@ -703,6 +715,19 @@ async fn ice_restart(
         HeaderValue::from_str(&etag).expect("ascii etag"),
     );
     r
+}
+
+/// True when a WHIP POST to `stream` would replace its live publisher (the
+/// replace policy, see [`Config::replaces`]): such a POST ends the old
+/// session, so it is admitted at the session limit.
+pub fn replaces_live(app: &App, stream: &str) -> bool {
+    app.config.replaces(stream)
+        && app
+            .shared
+            .registry
+            .streams
+            .get(stream)
+            .is_some_and(|p| p.live.load(Ordering::Acquire))
 }
 
 /// 503 + Retry-After when the session limit is reached (RFC 9725 §4.5).
