@@ -241,22 +241,35 @@ fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A running `sfu` child, killed and reaped when dropped (also when the
+/// test fails half-way).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start the binary on free loopback ports with `args`, stdout and stderr
 /// into `log_path`, `NO_COLOR` unset; returns it and its HTTP base URL once
 /// `/healthz` answers.
-fn start_logging(args: &[&str], log_path: &std::path::Path) -> (std::process::Child, String) {
+fn start_logging(args: &[&str], log_path: &std::path::Path) -> (Running, String) {
     let (http, udp) = (free_port(false), free_port(true));
     let log = std::fs::File::create(log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sfu"))
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--udp", &format!("127.0.0.1:{udp}")])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = Running(
+        Command::new(env!("CARGO_BIN_EXE_sfu"))
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--udp", &format!("127.0.0.1:{udp}")])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{http}");
     let url = sfu::client::http::Url::parse(&format!("{base}/healthz")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -310,7 +323,7 @@ async fn post_chunked(base: &str, path: &str, token: &str, len: usize) -> u16 {
 fn every_refused_request_is_logged_once_without_tokens() {
     use sfu::client::http::{Url, request};
     let log_path = std::env::temp_dir().join(format!("sfu-refused-{}.log", std::process::id()));
-    let (mut child, base) = start_logging(
+    let (server, base) = start_logging(
         &["--log-format", "json", "--publish-token", "PUBSECRET"],
         &log_path,
     );
@@ -415,8 +428,7 @@ fn every_refused_request_is_logged_once_without_tokens() {
     });
     // (The log is written line by line; give the last ones a moment.)
     std::thread::sleep(Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let text = std::fs::read_to_string(&log_path).unwrap();
     for secret in [
         "PUBSECRET",
@@ -507,10 +519,9 @@ fn every_refused_request_is_logged_once_without_tokens() {
 #[test]
 fn text_logs_into_a_file_have_no_colour_codes() {
     let log_path = std::env::temp_dir().join(format!("sfu-ansi-{}.log", std::process::id()));
-    let (mut child, _) = start_logging(&[], &log_path);
+    let (server, _) = start_logging(&[], &log_path);
     std::thread::sleep(Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let text = std::fs::read_to_string(&log_path).unwrap();
     assert!(text.contains("sfu listening"), "{text}");
     assert!(
