@@ -102,6 +102,32 @@ async fn bad_requests_get_clear_statuses_while_stream_flows() {
         .await;
         assert_eq!(r.status, 400, "offer without fingerprint");
 
+        // Missing or empty ICE credentials: the same 400.
+        for (what, offer) in [
+            (
+                "no ufrag",
+                VALID_VIEWER_OFFER.replace("a=ice-ufrag:abcd\r\n", ""),
+            ),
+            (
+                "empty ufrag",
+                VALID_VIEWER_OFFER.replace("a=ice-ufrag:abcd", "a=ice-ufrag:"),
+            ),
+            (
+                "empty pwd",
+                VALID_VIEWER_OFFER.replace("a=ice-pwd:abcdefghijklmnopqrstuvwx", "a=ice-pwd:"),
+            ),
+        ] {
+            let r = req(
+                &b,
+                "POST",
+                "/whep/live",
+                Some("application/sdp"),
+                Some(offer),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{what}: {}", r.body);
+        }
+
         let r = req(
             &b,
             "POST",

@@ -196,3 +196,26 @@ async fn replace_policy_hands_the_stream_to_a_new_publisher() {
     assert_eq!(viewer.close().await.unwrap(), 200);
     assert_eq!(x.close().await.unwrap(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrate_reads_zero_once_the_publisher_is_gone() {
+    let clip = clip(3);
+    let base = start_server_with(config(Duration::from_secs(30))).await;
+    let (a, viewer) = e2e::live_pair(&base, "cam").await;
+    publish_clip(&a, clip).await;
+    let s = e2e::get_json(&base, "/api/streams/cam").await;
+    assert!(
+        s["bitrate_in_bps"].as_u64().is_some_and(|b| b > 0),
+        "bitrate while publishing: {s}"
+    );
+    assert_eq!(a.close().await.unwrap(), 200);
+    // Past the publisher's last one-second sample: the viewer waits in the
+    // grace period, nobody sends.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = e2e::get_json(&base, "/api/streams/cam").await;
+    assert_eq!(s["publisher"], "gone", "{s}");
+    assert_eq!(s["bitrate_in_bps"], 0, "no publisher, no bitrate: {s}");
+    let list = e2e::get_json(&base, "/api/streams").await;
+    assert_eq!(list[0]["bitrate_in_bps"], 0, "{list}");
+    assert_eq!(viewer.close().await.unwrap(), 200);
+}

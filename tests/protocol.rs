@@ -1,6 +1,7 @@
 //! WHIP/WHEP protocol behaviour: authentication (Bearer, `?token=`, Basic),
-//! trickle PATCH with If-Match/ETag, ICE restart, GET/HEAD, Link
-//! ice-server headers with TURN REST credentials, the session limit (503).
+//! trickle PATCH with If-Match/ETag, ICE restart, GET/HEAD (HTTP/1.1 and
+//! HTTP/2) and 405, Link ice-server headers with TURN REST credentials, the
+//! session limit (503) and a replacing publisher at that limit.
 
 use e2e::{clip, drain, publish_clip, start_server_with};
 use sfu::client::http::{HttpResponse, Url, request};
@@ -344,4 +345,159 @@ fn frag_attr(sdp: &str, name: &str) -> String {
         .find_map(|l| l.trim_end_matches('\r').strip_prefix(name))
         .unwrap_or_default()
         .to_string()
+}
+
+/// Paths with a `GET` representation (RFC 9110 §9.3.2: `HEAD` must answer
+/// with the same status and headers, without a body).
+const GET_PATHS: &[&str] = &[
+    "/",
+    "/index.html",
+    "/watch.html",
+    "/publish.html",
+    "/app.js",
+    "/style.css",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/streams",
+    "/api/streams/nobody",
+    "/whep/cam",
+    "/no-such-page",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_mirrors_get_on_http1_and_http2_and_wrong_methods_get_405() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    let base = start_server_with(Config {
+        workers: 2,
+        rate_limit: 0.0,
+        ..Config::default()
+    })
+    .await;
+
+    // HTTP/1.1: same status and headers, Content-Length of the GET body.
+    let mut statuses = Vec::new();
+    for path in GET_PATHS {
+        let get = req(&base, "GET", path, &[], None).await;
+        let head = req(&base, "HEAD", path, &[], None).await;
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "HEAD {path}"
+        );
+        assert!(head.body.is_empty(), "HEAD {path} has no body");
+        let len: usize = head
+            .header("content-length")
+            .unwrap_or_else(|| panic!("HEAD {path}: Content-Length"))
+            .parse()
+            .unwrap();
+        if *path != "/metrics" {
+            // (The metrics text changes between two requests.)
+            assert_eq!(len, get.body.len(), "HEAD {path}: Content-Length");
+        }
+        statuses.push(get.status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 404).count(), 2);
+
+    // HTTP/2 (h2c with prior knowledge): the stream ends cleanly after the
+    // headers; no DATA frame.
+    let addr = base.trim_start_matches("http://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (path, status) in GET_PATHS.iter().zip(&statuses) {
+        let r = hyper::Request::head(format!("http://{addr}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = h2
+            .send_request(r)
+            .await
+            .unwrap_or_else(|e| panic!("HEAD {path} over HTTP/2: {e}"));
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+        assert_eq!(resp.status().as_u16(), *status, "HEAD {path} over HTTP/2");
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("HEAD {path} over HTTP/2 not closed cleanly: {e}"))
+            .to_bytes();
+        assert!(body.is_empty(), "HEAD {path} over HTTP/2 has no body");
+    }
+
+    // A method the resource does not have: 405 + Allow; no resource: 404.
+    for (method, path) in [
+        ("POST", "/metrics"),
+        ("DELETE", "/healthz"),
+        ("PUT", "/readyz"),
+        ("POST", "/api/streams"),
+        ("DELETE", "/api/streams/cam"),
+        ("POST", "/watch.html"),
+        ("PUT", "/"),
+    ] {
+        let r = req(&base, method, path, &[], Some("x")).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        let allow = r.header("allow").unwrap_or_default();
+        assert!(
+            allow.contains("GET") && allow.contains("HEAD"),
+            "{method} {path}: Allow {allow:?}"
+        );
+    }
+    assert_eq!(req(&base, "POST", "/nothing", &[], None).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_publisher_is_admitted_at_the_session_limit() {
+    let base = start_server_with(Config {
+        workers: 2,
+        rate_limit: 0.0,
+        max_sessions: 3,
+        replace_publisher: true,
+        ..Config::default()
+    })
+    .await;
+    let connect = Duration::from_secs(10);
+    let (mut a, viewer) = e2e::live_pair(&base, "cam").await;
+    let v2 = Session::play(&format!("{base}/whep/cam"), Options::default())
+        .await
+        .unwrap();
+    // Three sessions: a new stream is refused ...
+    let e = Session::publish(&format!("{base}/whip/other"), Options::default())
+        .await
+        .err()
+        .expect("over the limit");
+    assert!(e.to_string().contains("503"), "{e}");
+    // ... but a publisher replacing the live one on `cam` is not.
+    let mut b = Session::publish(&format!("{base}/whip/cam"), Options::default())
+        .await
+        .expect("replacing publisher admitted at the session limit");
+    b.wait_connected(connect).await.unwrap();
+    let mut a_closed = false;
+    for _ in 0..50 {
+        if let Some(sfu::client::ClientEvent::Closed(_)) =
+            a.next_event(Duration::from_millis(100)).await
+        {
+            a_closed = true;
+            break;
+        }
+    }
+    assert!(a_closed, "the replaced publisher's session ended");
+    // Still three sessions (B and both viewers): no room for a fourth.
+    let e = Session::publish(&format!("{base}/whip/other"), Options::default())
+        .await
+        .err()
+        .expect("still at the limit");
+    assert!(e.to_string().contains("503"), "{e}");
+    let s = e2e::get_json(&base, "/api/streams/cam").await;
+    assert_eq!(s["viewers"], 2, "{s}");
+    assert_eq!(s["publisher"], "live", "{s}");
+    assert_eq!(viewer.close().await.unwrap(), 200);
+    assert_eq!(v2.close().await.unwrap(), 200);
+    assert_eq!(b.close().await.unwrap(), 200);
 }

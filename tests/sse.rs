@@ -249,6 +249,28 @@ async fn sse_needs_the_session_token_and_a_known_session() {
         .unwrap()
         .to_bytes();
     assert_eq!(&body[..], b"event: active\ndata: {}\n\n");
+    // HEAD: the GET's status and headers without a body, and the running
+    // GET goes on (a HEAD is no reconnecting EventSource).
+    let head = request("HEAD", &stream, &[], None).await.unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert!(head.body.is_empty());
+    let mut second = second.into_body();
+    let frame = tokio::time::timeout(WAIT, second.frame())
+        .await
+        .expect("the second GET's first event")
+        .expect("a frame")
+        .unwrap();
+    assert_eq!(
+        frame.data_ref().map(|d| &d[..]),
+        Some(&b"event: active\ndata: {}\n\n"[..])
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), second.frame())
+            .await
+            .is_err(),
+        "the second GET is still open after the HEAD"
+    );
     drop(second);
     let bogus = Url::parse(&format!("{}x", stream_url(&base, &stream))).unwrap();
     assert_eq!(request("GET", &bogus, &[], None).await.unwrap().status, 404);

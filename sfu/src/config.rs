@@ -1,6 +1,8 @@
 //! Server configuration: defaults < TOML file (`--config`) < `SFU_*` environment
 //! variables and command-line flags. Bad values are errors at start.
 
+mod checks;
+
 use clap::Parser;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -142,9 +144,10 @@ pub struct FileConfig {
     /// See [`Cli::udp`].
     pub udp: Option<SocketAddr>,
     /// See [`Cli::advertise`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checks::de_advertise")]
     pub advertise: Vec<IpAddr>,
     /// See [`Cli::workers`].
+    #[serde(default, deserialize_with = "checks::de_workers")]
     pub workers: Option<usize>,
     /// See [`Cli::log_format`].
     pub log_format: Option<LogFormat>,
@@ -155,8 +158,10 @@ pub struct FileConfig {
     /// See [`Cli::replace_publisher`] (default for every stream).
     pub replace_publisher: Option<bool>,
     /// See [`Cli::rate_limit`].
+    #[serde(default, deserialize_with = "checks::de_rate_limit")]
     pub rate_limit: Option<f64>,
     /// See [`Cli::publisher_grace`] (seconds).
+    #[serde(default, deserialize_with = "checks::de_grace")]
     pub publisher_grace: Option<f64>,
     /// GOP cache on/off [default: true].
     pub gop_cache: Option<bool>,
@@ -173,7 +178,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: StreamAuth,
     /// Per-stream tokens: `[streams.NAME]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checks::de_streams")]
     pub streams: std::collections::BTreeMap<String, StreamAuth>,
     /// ICE servers announced in `Link` headers (RFC 9725 §4.6).
     #[serde(default)]
@@ -182,8 +187,9 @@ pub struct FileConfig {
     pub turn: Option<TurnSecret>,
 }
 
-/// Publish/view tokens of a stream (or the default for all streams).
-/// `None` = open access for that role.
+/// Publish/view tokens of a stream (or the default for all streams). Per
+/// stream, `None` = the default token of that role and `Some("")` = open
+/// access; as the default, `None` and `Some("")` are both open access.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StreamAuth {
@@ -201,6 +207,7 @@ pub struct StreamAuth {
 #[serde(deny_unknown_fields)]
 pub struct IceServer {
     /// `stun:`, `turn:` or `turns:` URL.
+    #[serde(deserialize_with = "checks::de_ice_url")]
     pub url: String,
     /// TURN username.
     pub username: Option<String>,
@@ -215,8 +222,10 @@ pub struct IceServer {
 #[serde(deny_unknown_fields)]
 pub struct TurnSecret {
     /// `turn:`/`turns:` URLs.
+    #[serde(deserialize_with = "checks::de_turn_urls")]
     pub urls: Vec<String>,
     /// Shared secret (coturn `static-auth-secret`).
+    #[serde(deserialize_with = "checks::de_turn_secret")]
     pub secret: String,
     /// Credential lifetime in seconds [default: 86400].
     pub ttl_secs: Option<u64>,
@@ -283,8 +292,6 @@ impl Default for GopSettings {
 }
 
 impl Config {
-    /// Token required to publish (`publish` = true, WHIP) or view (WHEP) `stream`:
-    /// the stream's own token for that role, else the default; `None` = open.
     /// Whether a new publisher on live `stream` replaces the current one
     /// (per-stream `replace`, else `replace_publisher`).
     pub fn replaces(&self, stream: &str) -> bool {
@@ -294,17 +301,20 @@ impl Config {
             .unwrap_or(self.replace_publisher)
     }
 
-    /// Token a publisher (`publish`) or viewer of `stream` must present.
+    /// Token a publisher (`publish` = true, WHIP) or viewer (WHEP) of
+    /// `stream` must present: the stream's own token for that role when it
+    /// has one (an empty one: open access), else the default; `None` = open.
     pub fn token_for(&self, stream: &str, publish: bool) -> Option<&str> {
-        let per = self.streams.get(stream);
-        let t = if publish {
-            per.and_then(|a| a.publish_token.as_deref())
-                .or(self.auth.publish_token.as_deref())
-        } else {
-            per.and_then(|a| a.view_token.as_deref())
-                .or(self.auth.view_token.as_deref())
-        };
-        t.filter(|t| !t.is_empty())
+        fn role(a: &StreamAuth, publish: bool) -> Option<&str> {
+            if publish {
+                a.publish_token.as_deref()
+            } else {
+                a.view_token.as_deref()
+            }
+        }
+        let own = self.streams.get(stream).and_then(|a| role(a, publish));
+        own.or_else(|| role(&self.auth, publish))
+            .filter(|t| !t.is_empty())
     }
 }
 
@@ -335,7 +345,9 @@ impl Default for Config {
 impl Config {
     /// Merge defaults, the file named by `cli.config`, then `cli`.
     ///
-    /// Errors name the file and the offending key/line (from the TOML parser).
+    /// Errors name the file and the offending key/line (from the TOML
+    /// parser, value checks included: see [`checks`]); errors in flags and
+    /// environment variables name the flag or key.
     pub fn resolve(cli: Cli) -> anyhow::Result<Config> {
         let mut c = Config::default();
         if let Some(path) = &cli.config {
@@ -359,7 +371,7 @@ impl Config {
             c.turn = f.turn;
             c.rate_limit = f.rate_limit.unwrap_or(c.rate_limit);
             if let Some(g) = f.publisher_grace {
-                c.publisher_grace = secs("publisher_grace", g)?;
+                c.publisher_grace = checks::seconds("publisher_grace", g).map_err(err)?;
             }
             c.gop.enabled = f.gop_cache.unwrap_or(c.gop.enabled);
             c.gop.max_bytes = f.gop_cache_max_bytes.unwrap_or(c.gop.max_bytes);
@@ -423,16 +435,12 @@ impl Config {
             }
         }
         if let Some(t) = &c.turn {
-            if t.secret.is_empty() {
-                anyhow::bail!("turn secret must not be empty");
-            }
+            checks::turn_secret(&t.secret).map_err(err)?;
             if t.urls.is_empty() {
                 anyhow::bail!("turn secret given but no turn urls (turn-url / [turn] urls)");
             }
             for u in &t.urls {
-                if !(u.starts_with("turn:") || u.starts_with("turns:")) {
-                    anyhow::bail!("turn url must start with turn: or turns: (got {u})");
-                }
+                checks::turn_url(u).map_err(err)?;
             }
         }
         c.http = cli.http.unwrap_or(c.http);
@@ -447,14 +455,9 @@ impl Config {
         c.replace_publisher |= cli.replace_publisher;
         c.rate_limit = cli.rate_limit.unwrap_or(c.rate_limit);
         if let Some(g) = cli.publisher_grace {
-            c.publisher_grace = secs("publisher_grace", g)?;
+            c.publisher_grace = checks::seconds("publisher_grace", g).map_err(err)?;
         }
-        if !(c.rate_limit >= 0.0 && c.rate_limit.is_finite()) {
-            anyhow::bail!(
-                "rate_limit must be a non-negative number (got {})",
-                c.rate_limit
-            );
-        }
+        checks::rate_limit(c.rate_limit).map_err(err)?;
         if cli.no_gop_cache {
             c.gop.enabled = false;
         }
@@ -465,36 +468,22 @@ impl Config {
             c.auth.view_token = cli.view_token;
         }
         for name in c.streams.keys() {
-            if !crate::registry::valid_stream_name(name) {
-                anyhow::bail!(
-                    "invalid stream name in [streams.{name}]: use 1-64 of A-Z a-z 0-9 _ . -"
-                );
-            }
+            checks::stream_name(name).map_err(err)?;
         }
         for s in &c.ice_servers {
-            if !(s.url.starts_with("stun:")
-                || s.url.starts_with("turn:")
-                || s.url.starts_with("turns:"))
-            {
-                anyhow::bail!(
-                    "ice_servers url must start with stun:, turn: or turns: (got {})",
-                    s.url
-                );
-            }
+            checks::ice_url(&s.url).map_err(err)?;
         }
-        if c.workers == 0 || c.workers > 256 {
-            anyhow::bail!("workers must be between 1 and 256 (got {})", c.workers);
-        }
+        checks::workers(c.workers).map_err(err)?;
         for ip in &c.advertise {
-            if ip.is_unspecified() || ip.is_multicast() {
-                anyhow::bail!("advertise address {ip} is not a usable unicast address");
-            }
+            checks::advertise(*ip).map_err(err)?;
         }
         Ok(c)
     }
 }
 
 /// `NAME=PUBLISH:VIEW` of `--stream-token` (tokens never echoed in errors).
+/// An empty side is kept as `Some("")`: open access for that role, not the
+/// default token.
 fn parse_stream_token(s: &str) -> anyhow::Result<(String, StreamAuth)> {
     let (name, tokens) = s
         .split_once('=')
@@ -502,20 +491,19 @@ fn parse_stream_token(s: &str) -> anyhow::Result<(String, StreamAuth)> {
     let (publish, view) = tokens.split_once(':').ok_or_else(|| {
         anyhow::anyhow!("stream-token for '{name}' must be NAME=PUBLISH:VIEW (':' missing)")
     })?;
-    let some = |t: &str| (!t.is_empty()).then(|| t.to_string());
     Ok((
         name.trim().to_string(),
         StreamAuth {
-            publish_token: some(publish),
-            view_token: some(view),
+            publish_token: Some(publish.to_string()),
+            view_token: Some(view.to_string()),
             replace: None,
         },
     ))
 }
 
-fn secs(key: &str, v: f64) -> anyhow::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(v)
-        .map_err(|_| anyhow::anyhow!("{key} must be a non-negative number of seconds (got {v})"))
+/// A failed value check as an error.
+fn err(msg: String) -> anyhow::Error {
+    anyhow::anyhow!(msg)
 }
 
 #[cfg(test)]
@@ -594,6 +582,105 @@ mod tests {
             .is_err(),
             "stream names are validated"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_values_in_the_file_name_key_and_line() {
+        let dir = std::env::temp_dir().join(format!("sfu-cfg-line-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("sfu.toml");
+        let cases = [
+            (
+                "http = \"127.0.0.1:9000\"\npublisher_grace = -1\n",
+                "publisher_grace",
+                2,
+            ),
+            ("\n\nrate_limit = -5\n", "rate_limit", 3),
+            ("workers = 0\n", "workers", 1),
+            (
+                "udp = \"127.0.0.1:9\"\nadvertise = [\"0.0.0.0\"]\n",
+                "advertise",
+                2,
+            ),
+            (
+                "[streams.\"bad name\"]\npublish_token = \"x\"\n",
+                "stream name",
+                1,
+            ),
+            (
+                "[[ice_servers]]\nurl = \"http://x\"\n",
+                "ice_servers url",
+                2,
+            ),
+            (
+                "[turn]\nurls = [\"stun:x\"]\nsecret = \"s\"\n",
+                "turn url",
+                2,
+            ),
+            (
+                "[turn]\nurls = [\"turn:x\"]\nsecret = \"\"\n",
+                "turn secret",
+                3,
+            ),
+        ];
+        for (text, key, line) in cases {
+            std::fs::write(&f, text).unwrap();
+            let e = Config::resolve(Cli {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains(key) && e.contains(&format!("line {line}")),
+                "{text:?} → {e}"
+            );
+        }
+        // The same checks on flags.
+        let e = Config::resolve(Cli {
+            publisher_grace: Some(-1.0),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("publisher_grace"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_empty_side_of_a_stream_token_is_open_access() {
+        let c = Config::resolve(Cli {
+            publish_token: Some("PUB".into()),
+            view_token: Some("VIEW".into()),
+            stream_tokens: vec!["open=:".into(), "half=own:".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.token_for("open", true), None, "open=: publish is open");
+        assert_eq!(c.token_for("open", false), None, "open=: view is open");
+        assert_eq!(c.token_for("half", true), Some("own"));
+        assert_eq!(c.token_for("half", false), None);
+        // A stream without an entry uses the defaults.
+        assert_eq!(c.token_for("other", true), Some("PUB"));
+        assert_eq!(c.token_for("other", false), Some("VIEW"));
+        // In the file: an absent key is the default, an empty one is open.
+        let dir = std::env::temp_dir().join(format!("sfu-cfg-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("sfu.toml");
+        std::fs::write(
+            &f,
+            "[auth]\npublish_token = \"PUB\"\nview_token = \"VIEW\"\n\
+             [streams.cam]\npublish_token = \"\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Cli {
+            config: Some(f),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.token_for("cam", true), None);
+        assert_eq!(c.token_for("cam", false), Some("VIEW"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

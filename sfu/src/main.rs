@@ -3,6 +3,7 @@
 use clap::Parser;
 use sfu::config::{Cli, Config, LogFormat};
 use sfu::server::Server;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -20,7 +21,14 @@ fn main() {
             .with_env_filter(filter)
             .json()
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Log lines go to standard output: colours only on a terminal.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(colour(
+                std::io::stdout().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .init(),
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -55,6 +63,12 @@ fn main() {
     });
 }
 
+/// ANSI colours in text logs: only when they go to a terminal, and not
+/// with a non-empty `NO_COLOR` (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// SIGHUP: re-read the TLS certificate and key; new connections use them,
 /// established connections and media sessions are untouched.
 #[cfg(unix)]
@@ -86,4 +100,17 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None), "a file or pipe gets no ANSI codes");
+    }
 }

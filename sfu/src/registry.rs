@@ -138,6 +138,17 @@ impl Publication {
         old
     }
 
+    /// The current publisher left (DELETE, DTLS close, ICE loss): none is
+    /// attached or sending any more, so the ingress bitrate reads 0 (it is
+    /// otherwise only updated by the publisher's own worker, which stops
+    /// with it). Viewers wait for a splice (see [`Publication::splice`]).
+    pub fn publisher_left(&self) {
+        self.live.store(false, Ordering::Release);
+        self.connected.store(false, Ordering::Relaxed);
+        self.bitrate_in.store(0, Ordering::Relaxed);
+        self.notify();
+    }
+
     /// Total viewers over all workers.
     pub fn viewers(&self) -> u32 {
         self.viewers_per_shard
@@ -300,6 +311,31 @@ mod tests {
         );
         r.remember_closed("c", Role::Publisher, "cam", t0 + CLOSED_KEEP * 2);
         assert_eq!(r.closed_by_peer.len(), 1, "old entries pruned on insert");
+    }
+
+    #[test]
+    fn a_publisher_that_left_sends_nothing() {
+        let p = Publication {
+            id: 1,
+            name: "cam".into(),
+            tracks: Default::default(),
+            publisher: Mutex::new(PeerRef { shard: 0, id: 1 }),
+            live: AtomicBool::new(true),
+            generation: AtomicU64::new(0),
+            viewers_per_shard: vec![AtomicU32::new(1)],
+            connected: AtomicBool::new(true),
+            bytes_in: AtomicU64::new(5000),
+            packets_in: AtomicU64::new(5),
+            bitrate_in: AtomicU64::new(1_000_000),
+            created: Instant::now(),
+            layers: Default::default(),
+            signal: Default::default(),
+        };
+        p.publisher_left();
+        assert!(!p.live.load(Ordering::Acquire));
+        assert!(!p.connected.load(Ordering::Relaxed));
+        assert_eq!(p.bitrate_in.load(Ordering::Relaxed), 0);
+        assert_eq!(p.bytes_in.load(Ordering::Relaxed), 5000, "totals are kept");
     }
 
     #[test]

@@ -97,12 +97,16 @@ pub struct Offer {
     pub media: Vec<MediaSection>,
     /// `a=ice-lite` at session level.
     pub ice_lite: bool,
-    /// Some `a=ice-ufrag` is present.
+    /// Some `a=ice-ufrag` with a value is present.
     pub has_ufrag: bool,
     /// The first `a=ice-ufrag` value.
     pub ufrag: String,
-    /// Some `a=fingerprint` is present.
+    /// Some `a=ice-pwd` with a value is present.
+    pub has_pwd: bool,
+    /// Some `a=fingerprint` with a value is present.
     pub has_fingerprint: bool,
+    /// Some `a=ice-ufrag`, `a=ice-pwd` or `a=fingerprint` has an empty value.
+    pub empty_transport_attr: bool,
 }
 
 /// Why an offer could not be read.
@@ -120,8 +124,8 @@ pub enum ScanError {
     /// A line is malformed.
     #[error("malformed SDP line {0}: {1}")]
     BadLine(usize, &'static str),
-    /// Missing ICE credentials or DTLS fingerprint.
-    #[error("SDP lacks a=ice-ufrag or a=fingerprint")]
+    /// Missing or empty ICE credentials or DTLS fingerprint.
+    #[error("SDP lacks a=ice-ufrag, a=ice-pwd or a=fingerprint, or one is empty")]
     NoTransport,
 }
 
@@ -197,12 +201,16 @@ pub fn scan(sdp: &str) -> Result<Offer, ScanError> {
                 let (name, rest) = val.split_once(':').unwrap_or((val, ""));
                 match name {
                     "ice-lite" => offer.ice_lite = true,
+                    "ice-ufrag" | "ice-pwd" | "fingerprint" if rest.trim().is_empty() => {
+                        offer.empty_transport_attr = true;
+                    }
                     "ice-ufrag" => {
                         if !offer.has_ufrag {
                             offer.ufrag = rest.trim().to_string();
                         }
                         offer.has_ufrag = true;
                     }
+                    "ice-pwd" => offer.has_pwd = true,
                     "fingerprint" => offer.has_fingerprint = true,
                     _ => {}
                 }
@@ -264,7 +272,7 @@ pub fn scan(sdp: &str) -> Result<Offer, ScanError> {
             }
         }
     }
-    if !offer.has_ufrag || !offer.has_fingerprint {
+    if !offer.has_ufrag || !offer.has_pwd || !offer.has_fingerprint || offer.empty_transport_attr {
         return Err(ScanError::NoTransport);
     }
     Ok(offer)
@@ -323,5 +331,21 @@ a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
         assert!(matches!(scan(&many), Err(ScanError::TooManyMedia(_))));
         let no_ice = OFFER.replace("a=ice-ufrag:abcd\r\n", "");
         assert_eq!(scan(&no_ice).unwrap_err(), ScanError::NoTransport);
+    }
+
+    #[test]
+    fn missing_or_empty_ice_credentials_are_the_same_error() {
+        let pwd = "a=ice-pwd:0123456789012345678901\r\n";
+        for bad in [
+            OFFER.replace("a=ice-ufrag:abcd", "a=ice-ufrag:"),
+            OFFER.replace("a=ice-ufrag:abcd", "a=ice-ufrag: "),
+            OFFER.replace(pwd, ""),
+            OFFER.replace(pwd, "a=ice-pwd:\r\n"),
+            OFFER.replace("a=fingerprint:sha-256 AA:BB", "a=fingerprint:"),
+            // An empty one is not made good by another with a value.
+            OFFER.replace("a=mid:1\r\n", "a=mid:1\r\na=ice-ufrag:\r\n"),
+        ] {
+            assert_eq!(scan(&bad).unwrap_err(), ScanError::NoTransport, "{bad}");
+        }
     }
 }

@@ -58,7 +58,8 @@ pub fn parse_request(body: &str) -> Result<Option<String>, &'static str> {
         .map(str::to_string))
 }
 
-/// Handle a request on `/whep/{stream}/{session}/layer`.
+/// Handle a request on `/whep/{stream}/{session}/layer` (`HEAD` arrives as
+/// `GET`, see [`super::respond`]).
 pub fn handle(app: &App, stream: &str, session: &str, method: &hyper::Method, body: &str) -> Resp {
     let Some(entry) = app
         .shared
@@ -84,7 +85,7 @@ pub fn handle(app: &App, stream: &str, session: &str, method: &hyper::Method, bo
         empty(StatusCode::NO_CONTENT)
     };
     match *method {
-        hyper::Method::GET | hyper::Method::HEAD => {
+        hyper::Method::GET => {
             let v = serde_json::json!({
                 "layers": super::layers_json(&publication),
                 "current": entry.stats.layer(),

@@ -1,5 +1,6 @@
 //! The HTTP edge (hyper, HTTP/1.1 and HTTP/2): routing, body limits, CORS.
 
+pub mod access_log;
 pub mod auth;
 pub mod ice_links;
 pub mod layer_ext;
@@ -24,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
-use tracing::{debug, info};
+use tracing::debug;
 
 /// Largest accepted request body (SDP offers are a few kB).
 pub const MAX_BODY: usize = 128 * 1024;
@@ -54,18 +55,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move {
-                    let post = req.method() == Method::POST;
-                    let resp = handle(&app, req, remote).await;
-                    if post && resp.status().as_u16() >= 400 {
-                        app.shared
-                            .metrics
-                            .sessions_refused
-                            .with_label_values(&[resp.status().as_str()])
-                            .inc();
-                    }
-                    Ok::<_, std::convert::Infallible>(cors(resp))
-                }
+                async move { Ok::<_, std::convert::Infallible>(respond(&app, req, remote).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
@@ -99,6 +89,37 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
             }
         });
     }
+}
+
+/// Marks a request that arrived as `HEAD` and is routed as `GET` (see
+/// [`respond`]); a handler with side effects on `GET` checks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRequest;
+
+/// Everything around the router, for every request: `HEAD` is answered as
+/// `GET` without the body (RFC 9110 §9.3.2), refusals are logged
+/// ([`access_log`]) and counted, and CORS headers are added.
+async fn respond(app: &App, mut req: Request<Incoming>, remote: SocketAddr) -> Resp {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let head = method == Method::HEAD;
+    if head {
+        *req.method_mut() = Method::GET;
+        req.extensions_mut().insert(HeadRequest);
+    }
+    let mut resp = handle(app, req, remote).await;
+    if head {
+        resp = response::head_of(resp);
+    }
+    access_log::refused(&method, &path, remote, &resp);
+    if method == Method::POST && resp.status().as_u16() >= 400 {
+        app.shared
+            .metrics
+            .sessions_refused
+            .with_label_values(&[resp.status().as_str()])
+            .inc();
+    }
+    cors(resp)
 }
 
 fn is_sdp(req: &Request<Incoming>, want: &str) -> bool {
@@ -168,18 +189,11 @@ fn sdp_no_content() -> Resp {
 
 /// 401 + `WWW-Authenticate: Bearer` unless the request carries the stream's
 /// token for `role` (or none is configured).
-fn unauthorized(
-    app: &App,
-    req: &Request<Incoming>,
-    stream: &str,
-    role: Role,
-    remote: SocketAddr,
-) -> Option<Resp> {
+fn unauthorized(app: &App, req: &Request<Incoming>, stream: &str, role: Role) -> Option<Resp> {
     let required = app.config.token_for(stream, role == Role::Publisher);
     if auth::allowed(required, auth::presented(req).as_deref()) {
         return None;
     }
-    info!(%remote, stream, role = role.path(), "unauthorized request (token missing or wrong)");
     let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong token");
     r.headers_mut().insert(
         hyper::header::WWW_AUTHENTICATE,
@@ -199,7 +213,6 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
     if matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE)
         && !app.rate.allow(remote.ip(), std::time::Instant::now())
     {
-        info!(%remote, "rate limit exceeded: 429");
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "too many requests from this address",
@@ -219,7 +232,6 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                 Role::Viewer
             };
             if !valid_stream_name(name) {
-                info!(%remote, "invalid stream name in {path}");
                 return error(
                     StatusCode::BAD_REQUEST,
                     "invalid stream name: use 1-64 of A-Z a-z 0-9 _ . -",
@@ -227,19 +239,23 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
             }
             match *m {
                 Method::OPTIONS => preflight(true),
-                Method::GET | Method::HEAD => sdp_no_content(),
+                Method::GET => sdp_no_content(),
                 Method::POST => {
                     if !is_sdp(&req, "application/sdp") {
-                        info!(%remote, "POST {path} refused: Content-Type is not application/sdp");
                         return error(
                             StatusCode::UNSUPPORTED_MEDIA_TYPE,
                             "Content-Type must be application/sdp",
                         );
                     }
-                    if let Some(r) = unauthorized(app, &req, name, role, remote) {
+                    if let Some(r) = unauthorized(app, &req, name, role) {
                         return r;
                     }
-                    if let Some(r) = sessions::over_limit(app) {
+                    // A publisher replacing a live one ends that session:
+                    // no net new session, so not refused at the limit. (If
+                    // the old one leaves before the replacement lands, the
+                    // limit is exceeded by that one session.)
+                    let replacing = role == Role::Publisher && sessions::replaces_live(app, name);
+                    if !replacing && let Some(r) = sessions::over_limit(app) {
                         return r;
                     }
                     let layer = layer_ext::query_layer(req.uri().query()).map(str::to_string);
@@ -257,7 +273,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         }
         (["whep", name, session, "layer"], m) => {
             if matches!(*m, Method::POST | Method::DELETE)
-                && let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote)
+                && let Some(r) = unauthorized(app, &req, name, Role::Viewer)
             {
                 return r;
             }
@@ -277,7 +293,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         (["whep", name, session, "sse"], m) => match *m {
             Method::OPTIONS => preflight(false),
             Method::POST => {
-                if let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote) {
+                if let Some(r) = unauthorized(app, &req, name, Role::Viewer) {
                     return r;
                 }
                 match read_body(req).await {
@@ -289,14 +305,17 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
         },
         (["whep", name, session, "sse", id], m) => match *m {
             Method::OPTIONS => preflight(false),
-            Method::GET => sse_ext::open(app, name, session, id),
+            Method::GET => {
+                let probe = req.extensions().get::<HeadRequest>().is_some();
+                sse_ext::open(app, name, session, id, probe)
+            }
             Method::DELETE => {
-                if let Some(r) = unauthorized(app, &req, name, Role::Viewer, remote) {
+                if let Some(r) = unauthorized(app, &req, name, Role::Viewer) {
                     return r;
                 }
                 sse_ext::delete(app, name, session, id)
             }
-            _ => method_not_allowed("OPTIONS, GET, DELETE"),
+            _ => method_not_allowed("OPTIONS, GET, HEAD, DELETE"),
         },
         ([role @ ("whip" | "whep"), name, session], m) => {
             let role = if *role == "whip" {
@@ -305,7 +324,7 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                 Role::Viewer
             };
             if matches!(*m, Method::DELETE | Method::PATCH)
-                && let Some(r) = unauthorized(app, &req, name, role, remote)
+                && let Some(r) = unauthorized(app, &req, name, role)
             {
                 return r;
             }
@@ -330,12 +349,12 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                 _ if !app.shared.registry.sessions.contains_key(*session) => {
                     error(StatusCode::NOT_FOUND, "no such session")
                 }
-                Method::GET | Method::HEAD => sdp_no_content(),
+                Method::GET => sdp_no_content(),
                 _ => method_not_allowed("OPTIONS, GET, HEAD, PATCH, DELETE"),
             }
         }
-        (["api", "streams"], &Method::GET) => json(&streams_json(app)),
-        (["api", "streams", name], &Method::GET) => {
+        (["api", "streams"], m) => get_only(m, || json(&streams_json(app))),
+        (["api", "streams", name], m) => get_only(m, || {
             match app
                 .shared
                 .registry
@@ -346,32 +365,50 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                 Some(v) => json(&v),
                 None => error(StatusCode::NOT_FOUND, "no such stream"),
             }
-        }
-        (["metrics"], &Method::GET) => {
-            let m = &app.shared.metrics;
-            m.streams.set(app.shared.registry.streams.len() as i64);
-            m.viewers.set(
-                app.shared
-                    .registry
-                    .streams
-                    .iter()
-                    .map(|p| p.viewers() as i64)
-                    .sum(),
-            );
-            response::with_body(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                m.render(),
-            )
-        }
-        (["healthz"], &Method::GET) => response::with_body(StatusCode::OK, "text/plain", "ok\n"),
-        (["readyz"], &Method::GET) => response::with_body(StatusCode::OK, "text/plain", "ready\n"),
-        (_, &Method::GET) | (_, &Method::HEAD) => {
+        }),
+        (["metrics"], m) => get_only(m, || metrics(app)),
+        (["healthz"], m) => get_only(m, || {
+            response::with_body(StatusCode::OK, "text/plain", "ok\n")
+        }),
+        (["readyz"], m) => get_only(m, || {
+            response::with_body(StatusCode::OK, "text/plain", "ready\n")
+        }),
+        (_, m) if web::exists(&path) => get_only(m, || {
             web::file(&path).unwrap_or_else(|| error(StatusCode::NOT_FOUND, "not found"))
-        }
+        }),
         (_, &Method::OPTIONS) => preflight(false),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// A resource that only has a representation to `GET` (and so `HEAD`, see
+/// [`respond`]): other methods get `405` + `Allow`, `OPTIONS` the preflight.
+fn get_only(method: &Method, get: impl FnOnce() -> Resp) -> Resp {
+    match *method {
+        Method::GET => get(),
+        Method::OPTIONS => preflight(false),
+        _ => method_not_allowed("OPTIONS, GET, HEAD"),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text, with the stream and viewer gauges
+/// brought up to date.
+fn metrics(app: &App) -> Resp {
+    let m = &app.shared.metrics;
+    m.streams.set(app.shared.registry.streams.len() as i64);
+    m.viewers.set(
+        app.shared
+            .registry
+            .streams
+            .iter()
+            .map(|p| p.viewers() as i64)
+            .sum(),
+    );
+    response::with_body(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        m.render(),
+    )
 }
 
 /// `GET /api/streams` body: `[{name, publisher, codecs, bitrate_in_bps, viewers}]`.

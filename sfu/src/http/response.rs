@@ -2,8 +2,10 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CONTENT_TYPE, HeaderValue,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderValue,
 };
 use hyper::{Response, StatusCode};
 
@@ -39,12 +41,37 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into
     r
 }
 
+/// The one-line reason of an [`error`] response, kept as a response
+/// extension for the request log ([`super::access_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(pub String);
+
 /// An error: status plus a one-line plain-text reason (clients such as go2rtc
-/// show the body to the user).
+/// show the body to the user). The reason is also attached as [`Reason`].
 pub fn error(status: StatusCode, reason: impl Into<String>) -> Resp {
-    let mut s = reason.into();
-    s.push('\n');
-    with_body(status, "text/plain; charset=utf-8", s)
+    let reason = reason.into();
+    let mut r = with_body(status, "text/plain; charset=utf-8", format!("{reason}\n"));
+    r.extensions_mut().insert(Reason(reason));
+    r
+}
+
+/// The answer to a `HEAD` request from the answer its `GET` got (RFC 9110
+/// §9.3.2): same status and headers, `Content-Length` set when the body's
+/// length is known, and no body. (hyper drops a HEAD body itself on
+/// HTTP/1.1 but sends it on HTTP/2, which clients reject.)
+pub fn head_of(r: Resp) -> Resp {
+    let (mut parts, body) = r.into_parts();
+    if let Some(len) = body.size_hint().exact()
+        && !parts.headers.contains_key(CONTENT_LENGTH)
+        && !matches!(
+            parts.status,
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        )
+        && !parts.status.is_informational()
+    {
+        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(parts, full(Bytes::new()))
 }
 
 /// An empty response.
@@ -57,4 +84,29 @@ pub fn empty(status: StatusCode) -> Resp {
 /// JSON body.
 pub fn json(value: &serde_json::Value) -> Resp {
     with_body(StatusCode::OK, "application/json", value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_keeps_status_and_headers_and_drops_the_body() {
+        let r = head_of(with_body(StatusCode::OK, "text/plain", "ready\n"));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/plain");
+        assert_eq!(r.headers()[CONTENT_LENGTH], "6");
+        assert_eq!(r.body().size_hint().exact(), Some(0));
+        let r = head_of(empty(StatusCode::NO_CONTENT));
+        assert!(r.headers().get(CONTENT_LENGTH).is_none());
+    }
+
+    #[test]
+    fn errors_carry_their_reason() {
+        let r = error(StatusCode::NOT_FOUND, "no such session");
+        assert_eq!(
+            r.extensions().get::<Reason>(),
+            Some(&Reason("no such session".into()))
+        );
+    }
 }

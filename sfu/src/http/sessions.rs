@@ -98,19 +98,13 @@ fn codec_status(e: &CodecError) -> StatusCode {
 }
 
 fn parse_offer(body: &str) -> Result<Offer, Resp> {
-    sdp_scan::scan(body).map_err(|e| {
-        info!("offer rejected: {e}");
-        error(StatusCode::BAD_REQUEST, e.to_string())
-    })
+    sdp_scan::scan(body).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 fn accept(rtc: &mut Rtc, body: &str) -> Result<String, Resp> {
-    let offer = SdpOffer::from_sdp_string(body).map_err(|e| {
-        info!("offer rejected by SDP parser: {e}");
-        error(StatusCode::BAD_REQUEST, format!("malformed SDP: {e}"))
-    })?;
+    let offer = SdpOffer::from_sdp_string(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed SDP: {e}")))?;
     let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
-        info!("offer not acceptable: {e}");
         error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("offer not acceptable: {e}"),
@@ -164,10 +158,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
     };
     let tracks = match codecs::choose_publisher(&offer) {
         Ok(t) => t,
-        Err(e) => {
-            info!(stream, "WHIP offer refused: {e}");
-            return error(codec_status(&e), e.to_string());
-        }
+        Err(e) => return error(codec_status(&e), e.to_string()),
     };
     let mids: Option<Vec<Mid>> = tracks.iter().map(|t| mid_of(&offer, t.mline)).collect();
     let Some(mids) = mids else {
@@ -198,6 +189,8 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             signal: Default::default(),
         })
     };
+    // The publisher this one replaces (replace policy), if any.
+    let mut replaced = None;
     let publication = {
         use dashmap::mapref::entry::Entry;
         match app.shared.registry.streams.entry(stream.to_string()) {
@@ -214,6 +207,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                     && cur.compatible(&tracks)
                 {
                     let old = cur.take_over(me, tracks.clone());
+                    replaced = Some(old);
                     info!(
                         stream,
                         "new publisher replaces the live one: viewers keep their sessions"
@@ -228,6 +222,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                     cur
                 } else if cur.live.load(Ordering::Acquire) && app.config.replaces(stream) {
                     let old = cur.publisher();
+                    replaced = Some(old);
                     info!(
                         stream,
                         "new publisher with other codecs replaces the live one: ending the old viewers' sessions"
@@ -245,7 +240,6 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                     close_viewers(app, &cur);
                     p
                 } else if cur.live.load(Ordering::Acquire) {
-                    info!(stream, "WHIP refused: stream already has a publisher");
                     return error(
                         StatusCode::CONFLICT,
                         format!("stream '{stream}' already has a publisher"),
@@ -271,6 +265,14 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             }
         }
     };
+    if let Some(old) = replaced {
+        // Its session is gone from now on (its worker closes the peer), so a
+        // replacement never counts twice against the session limit.
+        app.shared
+            .registry
+            .sessions
+            .retain(|_, e| !(e.role == Role::Publisher && e.peer == old));
+    }
     let unpublish = || {
         if publication.id == id {
             app.shared
@@ -389,7 +391,6 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
         Err(r) => return r,
     };
     let Some(publication) = app.shared.registry.streams.get(stream).map(|p| p.clone()) else {
-        info!(stream, "WHEP refused: no live publisher");
         let mut r = error(
             StatusCode::CONFLICT,
             format!("stream '{stream}' has no live publisher"),
@@ -410,10 +411,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
     let pub_tracks = publication.tracks();
     let chosen = match codecs::choose_viewer(&offer, &pub_tracks) {
         Ok(c) => c,
-        Err(e) => {
-            info!(stream, "WHEP offer refused: {e}");
-            return error(codec_status(&e), e.to_string());
-        }
+        Err(e) => return error(codec_status(&e), e.to_string()),
     };
     if let Some(l) = layer
         && !super::layer_ext::valid_rid(l)
@@ -559,9 +557,7 @@ pub fn delete(app: &App, role: Role, stream: &str, session: &str) -> Resp {
         // The name is free from the 200 on: a client that DELETEs and
         // re-POSTs at once (an OBS restart) must not race the worker's close
         // into a 409. The worker still starts the grace period for viewers.
-        p.live.store(false, Ordering::Release);
-        p.connected.store(false, Ordering::Relaxed);
-        p.notify();
+        p.publisher_left();
     }
     app.shared.send_control(
         entry.peer.shard,
@@ -601,7 +597,6 @@ pub async fn patch(
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     if !content_type_ok {
-        info!(stream, session, "PATCH refused: wrong Content-Type");
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/trickle-ice-sdpfrag",
@@ -622,10 +617,7 @@ pub async fn patch(
     }
     let frag = match super::sdpfrag::parse(body) {
         Ok(f) => f,
-        Err(e) => {
-            info!(stream, session, "PATCH refused: {e}");
-            return error(StatusCode::BAD_REQUEST, e);
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if frag
         .ufrag
@@ -670,7 +662,6 @@ async fn ice_restart(
     };
     let restarts = entry.ice_restarts + 1;
     if restarts > MAX_ICE_RESTARTS {
-        info!(stream, session, "ICE restart refused: limit reached");
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too many ICE restarts for this session: POST a new offer",
@@ -685,10 +676,7 @@ async fn ice_restart(
     let text = super::sdpfrag::with_new_ice(&entry.offer, ufrag, pwd, &candidates);
     let offer = match SdpOffer::from_sdp_string(&text) {
         Ok(o) => o,
-        Err(e) => {
-            info!(stream, session, "ICE restart refused: {e}");
-            return error(StatusCode::BAD_REQUEST, format!("bad ICE credentials: {e}"));
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad ICE credentials: {e}")),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     app.shared.send_control(
@@ -702,7 +690,6 @@ async fn ice_restart(
     let answer = match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
         Ok(Ok(Ok(a))) => a,
         Ok(Ok(Err(e))) => {
-            info!(stream, session, "ICE restart failed: {e}");
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("ICE restart failed: {e}"),
@@ -730,13 +717,22 @@ async fn ice_restart(
     r
 }
 
+/// True when a WHIP POST to `stream` would replace its live publisher (the
+/// replace policy, see [`Config::replaces`]): such a POST ends the old
+/// session, so it is admitted at the session limit.
+pub fn replaces_live(app: &App, stream: &str) -> bool {
+    app.config.replaces(stream)
+        && app
+            .shared
+            .registry
+            .streams
+            .get(stream)
+            .is_some_and(|p| p.live.load(Ordering::Acquire))
+}
+
 /// 503 + Retry-After when the session limit is reached (RFC 9725 §4.5).
 pub fn over_limit(app: &App) -> Option<Resp> {
     if app.shared.registry.sessions.len() >= app.config.max_sessions {
-        warn!(
-            limit = app.config.max_sessions,
-            "session limit reached: 503"
-        );
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "server is at its session limit",

@@ -48,7 +48,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::debug;
 
 /// The Link relation of the extension.
 pub const REL: &str = "urn:ietf:params:whep:ext:core:server-sent-events";
@@ -118,16 +118,12 @@ pub fn create(app: &App, stream: &str, session: &str, body: &str) -> Resp {
     };
     let events = match parse_events(body) {
         Ok(m) => m,
-        Err(e) => {
-            info!(stream, session, "SSE POST refused: {e}");
-            return error(StatusCode::BAD_REQUEST, e);
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let id = new_session_id();
     {
         let mut streams = entry.sse.streams.lock().unwrap_or_else(|e| e.into_inner());
         if streams.len() >= MAX_STREAMS {
-            info!(stream, session, "SSE POST refused: too many event streams");
             return error(
                 StatusCode::CONFLICT,
                 format!("at most {MAX_STREAMS} event streams per session"),
@@ -168,10 +164,27 @@ pub fn delete(app: &App, stream: &str, session: &str, id: &str) -> Resp {
 
 /// `GET /whep/{stream}/{session}/sse/{id}`: the event stream → `200
 /// text/event-stream`, open until the session or the event stream ends.
-pub fn open(app: &App, stream: &str, session: &str, id: &str) -> Resp {
+/// `probe` (a `HEAD`): the same status and headers, but the event stream
+/// is neither started nor is a running GET of it ended.
+pub fn open(app: &App, stream: &str, session: &str, id: &str, probe: bool) -> Resp {
     let Some(entry) = viewer_entry(app, stream, session) else {
         return error(StatusCode::NOT_FOUND, "no such event stream");
     };
+    if probe {
+        let known = entry
+            .sse
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id);
+        return if !known {
+            error(StatusCode::NOT_FOUND, "no such event stream")
+        } else if !app.shared.registry.streams.contains_key(stream) {
+            error(StatusCode::NOT_FOUND, "no such stream")
+        } else {
+            event_stream_response(super::response::full(Bytes::new()))
+        };
+    }
     // A new `alive` sender per GET: the previous GET of this event stream
     // (an EventSource that reconnected) ends, so each stream has one task.
     let Some((events, alive)) = entry
@@ -204,7 +217,11 @@ pub fn open(app: &App, stream: &str, session: &str, id: &str) -> Resp {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(run(tx, publication, events, alive, mline));
     debug!(stream, session, "SSE event stream opened");
-    let body: Body = SseBody(rx).boxed();
+    event_stream_response(SseBody(rx).boxed())
+}
+
+/// A `200 text/event-stream` answer with `body`.
+fn event_stream_response(body: Body) -> Resp {
     let mut r = hyper::Response::new(body);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

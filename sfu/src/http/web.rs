@@ -52,6 +52,11 @@ const FILES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// True when URL `path` names a web UI file.
+pub fn exists(path: &str) -> bool {
+    FILES.iter().any(|(p, ..)| *p == path)
+}
+
 /// The web UI file at URL `path`, if any: from `$SFU_WEB_DIR` when that is
 /// set and holds the file, else the embedded copy. Browsers revalidate it on
 /// every load (`Cache-Control: no-cache`), so an upgraded binary's UI is seen.

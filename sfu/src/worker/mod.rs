@@ -1091,9 +1091,7 @@ impl Worker {
         match &peer.kind {
             PeerKind::Publisher(_) => {
                 if publication.publisher() == me {
-                    publication.live.store(false, Ordering::Release);
-                    publication.connected.store(false, Ordering::Relaxed);
-                    publication.notify();
+                    publication.publisher_left();
                     let grace = self.shared.publisher_grace;
                     if publication.viewers() == 0 || grace.is_zero() {
                         self.end_publication(&publication);
