@@ -237,7 +237,18 @@ pub struct Registry {
     /// `whip-whep` library's `stop()`, a browser's `pc.close()`) still gets
     /// `200` for that DELETE instead of `404`.
     pub closed_by_peer: DashMap<String, (Role, String, Instant)>,
+    /// Stream name → when its live publisher was last replaced
+    /// (`--replace-publisher`) and how many replacements in a row came less
+    /// than [`REPLACE_FLAP_WINDOW`] apart (see [`Registry::note_replaced`]).
+    pub replaced: DashMap<String, (Instant, u32)>,
 }
+
+/// Replacements of one stream's publisher closer together than this count as
+/// one run (see [`Registry::note_replaced`]).
+pub const REPLACE_FLAP_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+/// Replacements in one run from which two publishers are taken to share a
+/// stream name (each reconnects after the other replaced it).
+pub const REPLACE_FLAP_COUNT: u32 = 3;
 
 /// How long a session closed by its peer still answers its DELETE with 200.
 pub const CLOSED_KEEP: std::time::Duration = std::time::Duration::from_secs(30);
@@ -251,6 +262,21 @@ impl Registry {
             .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < CLOSED_KEEP);
         self.closed_by_peer
             .insert(id.to_string(), (role, stream.to_string(), now));
+    }
+
+    /// Record that `stream`'s live publisher was replaced at `now`. Returns
+    /// the number of replacements in the current run (each less than
+    /// [`REPLACE_FLAP_WINDOW`] after the previous one) once it reaches
+    /// [`REPLACE_FLAP_COUNT`], else `None`: two publishers that both
+    /// reconnect after being replaced take turns for ever, and the operator
+    /// needs to hear about it. Runs older than the window are forgotten.
+    pub fn note_replaced(&self, stream: &str, now: Instant) -> Option<u32> {
+        self.replaced
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < REPLACE_FLAP_WINDOW);
+        let mut e = self.replaced.entry(stream.to_string()).or_insert((now, 0));
+        e.0 = now;
+        e.1 += 1;
+        (e.1 >= REPLACE_FLAP_COUNT).then_some(e.1)
     }
 
     /// True (once) when session `id` of `role` on `stream` was closed by its
@@ -311,6 +337,24 @@ mod tests {
         );
         r.remember_closed("c", Role::Publisher, "cam", t0 + CLOSED_KEEP * 2);
         assert_eq!(r.closed_by_peer.len(), 1, "old entries pruned on insert");
+    }
+
+    #[test]
+    fn replacements_in_quick_succession_are_reported_from_the_third() {
+        let r = Registry::default();
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs;
+        assert_eq!(r.note_replaced("cam", t0), None);
+        assert_eq!(r.note_replaced("cam", t0 + s(5)), None);
+        assert_eq!(r.note_replaced("other", t0 + s(6)), None, "per stream");
+        assert_eq!(r.note_replaced("cam", t0 + s(10)), Some(3));
+        assert_eq!(r.note_replaced("cam", t0 + s(39)), Some(4), "29 s apart");
+        // A replacement a window after the last starts a new run.
+        assert_eq!(
+            r.note_replaced("cam", t0 + s(39) + REPLACE_FLAP_WINDOW),
+            None
+        );
+        assert!(!r.replaced.contains_key("other"), "old runs forgotten");
     }
 
     #[test]

@@ -266,6 +266,16 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         }
     };
     if let Some(old) = replaced {
+        if let Some(n) = app.shared.registry.note_replaced(stream, Instant::now()) {
+            warn!(
+                stream,
+                replacements = n,
+                "the publisher of this stream was replaced {n} times in a row, each within {} s: \
+                 two publishers are probably using this stream name and reconnecting after \
+                 being replaced; give each its own name",
+                crate::registry::REPLACE_FLAP_WINDOW.as_secs()
+            );
+        }
         // Its session is gone from now on (its worker closes the peer), so a
         // replacement never counts twice against the session limit.
         app.shared
