@@ -17,12 +17,26 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use report::Report;
 use sfu::client::{Options, Session};
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use str0m::format::Codec;
 use tokio::sync::{Semaphore, watch};
+
+/// A video codec's usual name.
+fn codec_name(c: Codec) -> &'static str {
+    match c {
+        Codec::H264 => "H.264",
+        Codec::H265 => "H.265",
+        Codec::Vp8 => "VP8",
+        Codec::Vp9 => "VP9",
+        Codec::Av1 => "AV1",
+        _ => "another codec",
+    }
+}
 
 const USAGE: &str = "\
 Examples (server on 127.0.0.1:8080, its rate limit off: `sfu --rate-limit 0`):
@@ -32,7 +46,8 @@ Examples (server on 127.0.0.1:8080, its rate limit off: `sfu --rate-limit 0`):
       --whep http://127.0.0.1:8080/whep/lt --viewers 200 --duration 20 \\
       --server-pid $(pidof sfu) --json run.json
 
-  # viewers of a stream someone else publishes (no latency figures)
+  # viewers of a stream someone else publishes (H.264, VP8, VP9 or AV1;
+  # no latency figures)
   load-test run --whep http://127.0.0.1:8080/whep/cam --viewers 50
 
   # raise N until loss > 0.1 % or frame latency p99 > 200 ms
@@ -136,7 +151,10 @@ struct RunArgs {
     /// Measurement window after joins and settle (`10`, `10s`, `2m`).
     #[arg(long, default_value = "10", value_parser = units::seconds)]
     duration: f64,
-    /// Publish our own stream first (needs --whip).
+    /// Publish our own stream first (needs --whip). Without it the viewers
+    /// watch what someone else publishes at --whep: a probe session first
+    /// learns its video codec (H.264, VP8, VP9 or AV1; latency needs our
+    /// own H.264 publisher).
     #[arg(long, requires = "whip")]
     publish: Option<Source>,
     /// WHIP endpoint for --publish.
@@ -181,6 +199,8 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // Colour codes only for a person at a terminal, not in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     raise_nofile();
@@ -249,6 +269,8 @@ struct Rig {
     /// Successful joins per second of the last `grow` (first POST to the
     /// last join settled).
     join_rate: Option<f64>,
+    /// Video codec the viewers offer (H.264 unless a probe found another).
+    video: Codec,
 }
 
 impl Rig {
@@ -279,6 +301,20 @@ impl Rig {
             publisher: None,
             rss_base,
             join_rate: None,
+            video: Codec::H264,
+        }
+    }
+
+    /// Viewers of a stream we do not publish: find out whether its video
+    /// is VP8, VP9 or AV1 (one probe session) and offer that instead of
+    /// H.264.
+    async fn probe_codec(&mut self) {
+        if let Some(c) = viewer::probe_video_codec(&self.c.whep, self.opts()).await {
+            eprintln!(
+                "the stream's video is {}: viewers offer it + Opus (no latency figures)",
+                codec_name(c)
+            );
+            self.video = c;
         }
     }
 
@@ -372,11 +408,15 @@ impl Rig {
                 .await
                 .expect("not closed");
             let st = Arc::new(Mutex::new(viewer::Stats::new(Instant::now())));
-            let (st2, opts, ep) = (st.clone(), self.opts(), self.c.whep.clone());
+            let (st2, ep, codec) = (st.clone(), self.c.whep.clone(), self.video);
+            let opts = Options {
+                tracks: viewer::offer_tracks(codec),
+                ..self.opts()
+            };
             let group = self.groups[i % self.groups.len()].clone();
             let sample = i % self.c.sample_every.max(1) == 0;
             self.tasks.push(tokio::spawn(async move {
-                if let Some(slot) = viewer::join(ep, opts, st2, sample).await {
+                if let Some(slot) = viewer::join(ep, opts, codec, st2, sample).await {
                     drop(permit);
                     // A closed group (stopping) drops the slot: it closes
                     // without DELETE, as the session task ends.
@@ -525,6 +565,8 @@ async fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         let ramp_s = a.viewers as f64 / rig.c.ramp.max(0.1);
         let max_run = Duration::from_secs_f64(ramp_s + rig.c.settle + a.duration + 120.0);
         rig.publish(whip, max_run).await?;
+    } else {
+        rig.probe_codec().await;
     }
     rig.grow(a.viewers).await;
     let r = rig.measure(a.duration, "running").await;

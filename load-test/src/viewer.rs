@@ -1,10 +1,16 @@
 //! One WHEP viewer: joins with `sfu::client::Session::play` and accounts what
 //! it receives from RTP headers and payload starts only (no decoding).
+//!
+//! Viewers offer H.264 (several profiles) + Opus, or, for a stream found by
+//! [`probe_video_codec`] to be VP8, VP9 or AV1, that codec + Opus. Loss,
+//! bitrate and TTFF work for every codec; latency needs the H.264 SEI that
+//! only our own publisher sends.
 
 use crate::sei;
 use sfu::client::{ClientEvent, HeaderSink, Options, Received, Refused, Session};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use str0m::format::Codec;
 use str0m::media::MediaKind;
 use tokio::sync::{mpsc, watch};
 
@@ -157,8 +163,89 @@ impl Stats {
     }
 }
 
+/// The video codec of the stream at `endpoint` when it is VP8, VP9 or AV1,
+/// asked with one throw-away WHEP session that offers those three (and
+/// Opus) and is closed at once. `None` for H.264 (the default offer), a
+/// stream without video, or a failed POST (the viewers then report why).
+///
+/// One probe, not one offer of all codecs: `sfu::client` gives H.264 and
+/// VP8/VP9 the same payload type numbers, so one offer cannot carry both.
+pub async fn probe_video_codec(endpoint: &str, mut opts: Options) -> Option<Codec> {
+    use sfu::client::Track as T;
+    opts.tracks = vec![T::Opus, T::Vp8, T::Vp9, T::Av1];
+    let s = match tokio::time::timeout(JOIN_TIMEOUT, Session::play(endpoint, opts)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!("codec probe: {e:#}");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("codec probe: no answer within {JOIN_TIMEOUT:?}");
+            return None;
+        }
+    };
+    let codec = answer_video_codec(&s.answer);
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
+    codec.filter(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1))
+}
+
+/// The codec of the first accepted (port not 0) video m-line of an SDP
+/// answer: its first payload type's `a=rtpmap` name.
+pub fn answer_video_codec(sdp: &str) -> Option<Codec> {
+    let mut pt: Option<&str> = None;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if pt.is_some() {
+                return None; // the accepted video m-line had no rtpmap
+            }
+            let f: Vec<&str> = m.split_whitespace().collect();
+            if f.len() > 3 && f[0] == "video" && f[1] != "0" {
+                pt = Some(f[3]);
+            }
+        } else if let (Some(want), Some(map)) = (pt, line.strip_prefix("a=rtpmap:"))
+            && let Some((p, name)) = map.split_once(' ')
+            && p == want
+        {
+            let name = name.split('/').next().unwrap_or_default();
+            return match name.to_ascii_uppercase().as_str() {
+                "H264" => Some(Codec::H264),
+                "H265" => Some(Codec::H265),
+                "VP8" => Some(Codec::Vp8),
+                "VP9" => Some(Codec::Vp9),
+                "AV1" => Some(Codec::Av1),
+                _ => None,
+            };
+        }
+    }
+    None
+}
+
+/// The tracks a viewer offers for a stream whose video is `codec`: H.264
+/// (and anything else) gets the default offer, H.264 profiles + Opus.
+pub fn offer_tracks(codec: Codec) -> Vec<sfu::client::Track> {
+    use sfu::client::Track as T;
+    match codec {
+        Codec::Vp8 => vec![T::Opus, T::Vp8],
+        Codec::Vp9 => vec![T::Opus, T::Vp9],
+        Codec::Av1 => vec![T::Opus, T::Av1],
+        _ => Options::default().tracks,
+    }
+}
+
+/// Whether a VP8, VP9 or AV1 payload is the first packet of a key frame
+/// (VP8: S=1, PID=0 and a key frame header; VP9: B=1 and P=0; AV1: N=1,
+/// the start of a coded video sequence).
+fn starts_keyframe(codec: Codec, p: &[u8]) -> bool {
+    match codec {
+        Codec::Vp9 => p.first().is_some_and(|b| b & 0x08 != 0 && b & 0x40 == 0),
+        c => sfu::media::starts_keyframe(c, p),
+    }
+}
+
 /// Per-viewer state that only its task touches.
 struct Track {
+    /// Video codec received (H.264: NAL units and SEI are looked at).
+    codec: Codec,
     /// Frame assembly for TTFF.
     cur_ts: Option<u32>,
     cur_ok: bool,
@@ -205,8 +292,9 @@ pub(crate) fn stap_a_has_idr(p: &[u8]) -> bool {
 }
 
 impl Track {
-    fn new() -> Track {
+    fn new(codec: Codec) -> Track {
         Track {
+            codec,
             cur_ts: None,
             cur_ok: false,
             cur_idr: false,
@@ -217,29 +305,39 @@ impl Track {
     }
 
     fn on_video(&mut self, r: &Received, st: &mut Stats, epoch: Instant) {
-        let (nal, start) = first_nal(&r.payload);
-        let key_start = start && matches!(nal, 5 | 7);
-        if st.first_key_packet.is_none() && (key_start || has_idr(&r.payload)) {
+        let h264 = self.codec == Codec::H264;
+        // (starts a keyframe, carries keyframe data, starts an access unit)
+        let (key_start, key, au_start) = if h264 {
+            let (nal, start) = first_nal(&r.payload);
+            (
+                start && matches!(nal, 5 | 7),
+                has_idr(&r.payload),
+                start && matches!(nal, 5..=9),
+            )
+        } else {
+            let k = starts_keyframe(self.codec, &r.payload);
+            (k, k, k)
+        };
+        if st.first_key_packet.is_none() && (key_start || key) {
             st.first_key_packet = Some(r.at.saturating_duration_since(st.post_at));
         }
         // Frame assembly (TTFF to a complete keyframe).
         let contiguous = self.last_seq.is_some_and(|s| r.seq == s + 1);
         if self.cur_ts != Some(r.ts) {
             self.cur_ts = Some(r.ts);
-            self.cur_ok = (contiguous && self.last_marker)
-                || (self.last_seq.is_none() && start && matches!(nal, 5..=9));
+            self.cur_ok = (contiguous && self.last_marker) || (self.last_seq.is_none() && au_start);
             self.cur_idr = false;
         } else if !contiguous {
             self.cur_ok = false;
         }
-        self.cur_idr |= has_idr(&r.payload);
+        self.cur_idr |= key;
         if r.marker && self.cur_ok && self.cur_idr && st.first_frame.is_none() {
             st.first_frame = Some(r.at.saturating_duration_since(st.post_at));
         }
         self.last_seq = Some(r.seq.max(self.last_seq.unwrap_or(0)));
         self.last_marker = r.marker;
-        // Latency.
-        if let Some(ns) = sei::parse_rtp_payload(&r.payload) {
+        // Latency (our publisher's SEI, H.264 only).
+        if let Some(ns) = sei::parse_rtp_payload(&r.payload).filter(|_| h264) {
             let sent = epoch + Duration::from_nanos(ns);
             // Frames sent before this viewer joined are replays (GOP cache):
             // their delay is not added latency.
@@ -279,10 +377,12 @@ pub struct Slot {
 /// Join one viewer: POST the offer, wait for ICE + DTLS (both bounded by
 /// [`JOIN_TIMEOUT`]). On failure the cause lands in `stats` and the result
 /// is `None`. A `sample` viewer keeps full accounting; the others switch to
-/// header-only accounting after their first complete keyframe.
+/// header-only accounting after their first complete keyframe. `codec` is
+/// the video codec `opts` offers (see [`offer_tracks`]).
 pub async fn join(
     endpoint: String,
     opts: Options,
+    codec: Codec,
     stats: Arc<Mutex<Stats>>,
     sample: bool,
 ) -> Option<Slot> {
@@ -338,7 +438,7 @@ pub async fn join(
     Some(Slot {
         session: s,
         stats,
-        track: Track::new(),
+        track: Track::new(codec),
         sample,
     })
 }
@@ -432,6 +532,86 @@ mod tests {
         assert_eq!(extend_seq(Some(65536), 65535), 65535);
         assert_eq!(extend_seq(Some(3 * 65536 + 10), 5), 3 * 65536 + 5);
         assert_eq!(extend_seq(Some(3), 65530), 0);
+    }
+
+    #[test]
+    fn codec_of_the_answer() {
+        let answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 98 99\r\na=rtpmap:98 VP9/90000\r\na=rtpmap:99 rtx/90000\r\n";
+        assert_eq!(answer_video_codec(answer), Some(Codec::Vp9));
+        let rejected = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+        assert_eq!(answer_video_codec(rejected), None, "port 0: rejected");
+        assert_eq!(
+            answer_video_codec("m=video 9 RTP/SAVPF 45\na=rtpmap:45 AV1/90000\n"),
+            Some(Codec::Av1)
+        );
+        assert_eq!(answer_video_codec(""), None);
+        assert_eq!(offer_tracks(Codec::Av1).len(), 2);
+        assert_eq!(offer_tracks(Codec::H264), Options::default().tracks);
+    }
+
+    /// Feed `pkts` (payload, marker) with one timestamp per frame, 30 fps.
+    fn feed(codec: Codec, frames: &[Vec<(Vec<u8>, bool)>]) -> Stats {
+        let epoch = Instant::now();
+        let mut st = Stats::new(epoch);
+        let mut t = Track::new(codec);
+        let mut seq = 100;
+        for (i, f) in frames.iter().enumerate() {
+            for (p, marker) in f {
+                let r = Received {
+                    kind: MediaKind::Video,
+                    seq,
+                    ts: 3000 * i as u32,
+                    marker: *marker,
+                    pt: 96,
+                    payload: Arc::from(p.as_slice()),
+                    at: Instant::now(),
+                };
+                t.on_video(&r, &mut st, epoch);
+                seq += 1;
+            }
+        }
+        st
+    }
+
+    #[test]
+    fn first_frame_of_vp8_vp9_av1() {
+        // VP8: S=1 PID=0, frame tag P=0 (key) or 1 (inter).
+        let vp8_key = vec![0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a];
+        let vp8_inter = vec![0x10, 0x01, 0x00, 0x00];
+        // VP9: B=1 (frame start), P=0 key / 1 inter; E=1 ends the frame.
+        let (vp9_key, vp9_mid, vp9_inter) = (vec![0x08, 0], vec![0x04, 0], vec![0x4c, 0]);
+        // AV1: N=1 starts a coded video sequence.
+        let (av1_key, av1_more, av1_inter) = (vec![0x18, 0], vec![0x90, 0], vec![0x10, 0]);
+        for (codec, inter, key) in [
+            (
+                Codec::Vp8,
+                vp8_inter,
+                vec![(vp8_key, false), (vec![0x00, 1], true)],
+            ),
+            (
+                Codec::Vp9,
+                vp9_inter,
+                vec![(vp9_key, false), (vp9_mid, true)],
+            ),
+            (
+                Codec::Av1,
+                av1_inter,
+                vec![(av1_key, false), (av1_more, true)],
+            ),
+        ] {
+            let st = feed(
+                codec,
+                &[vec![(inter.clone(), true)], key, vec![(inter, true)]],
+            );
+            assert!(st.first_key_packet.is_some(), "{codec:?}");
+            assert!(st.first_frame.is_some(), "{codec:?}: TTFF");
+            assert_eq!(st.video.received, 4, "{codec:?}");
+        }
+        // Without a key frame there is no first frame.
+        let st = feed(Codec::Vp9, &vec![vec![(vec![0x4c, 0], true)]; 3]);
+        assert!(st.first_frame.is_none());
     }
 
     #[test]

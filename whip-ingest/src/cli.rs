@@ -9,7 +9,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code for an unusable source (missing file, corrupt SDP, codec).
 pub const EXIT_SOURCE: i32 = 3;
-/// Exit code when the server refused the session (4xx).
+/// Exit code when the server refused the session (4xx) or presented a TLS
+/// certificate that failed verification: retrying cannot help.
 pub const EXIT_REFUSED: i32 = 4;
 /// Exit code when the server stayed unreachable for `--give-up-after`.
 pub const EXIT_UNREACHABLE: i32 = 5;
@@ -26,7 +27,8 @@ pub const EXIT_UNREACHABLE: i32 = 5;
 ///   test                   synthetic H.264 test pattern (OpenH264), optional Opus beep
 ///
 /// Exit codes: 0 clean stop, 2 bad arguments, 3 unusable source, 4 server
-/// refused, 5 server unreachable (only with --give-up-after).
+/// refused (or its TLS certificate is not trusted), 5 server unreachable
+/// (only with --give-up-after).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "whip-ingest", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -43,7 +45,8 @@ pub struct Cli {
     #[arg(long, env = "WHIP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Accept any TLS certificate of an https:// server (self-signed).
+    /// Accept any TLS certificate of an https:// server (self-signed). Without
+    /// it, a certificate that fails verification ends the run (exit code 4).
     #[arg(long)]
     pub insecure: bool,
 

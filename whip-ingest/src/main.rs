@@ -15,8 +15,8 @@
 //! ```
 //!
 //! Exit codes: 0 clean stop (Ctrl-C, SIGTERM, end of a file: the session is
-//! DELETEd), 2 bad arguments, 3 unusable source, 4 server refused,
-//! 5 server unreachable for `--give-up-after`.
+//! DELETEd), 2 bad arguments, 3 unusable source, 4 server refused (or its
+//! TLS certificate is not trusted), 5 server unreachable for `--give-up-after`.
 
 mod annexb;
 mod cli;

@@ -174,7 +174,47 @@ pub fn describe_refusal(r: &Refused) -> String {
     s
 }
 
+/// The message for a server whose TLS certificate failed verification, or
+/// `None` when `e` is something else (a refused connection, a reset, a
+/// timeout: those may pass, so they are retried).
+///
+/// A certificate this client does not trust stays untrusted however often
+/// it is presented, so retrying cannot help. `sfu::client` reports rustls's
+/// error as text ("TLS with HOST:PORT failed: invalid peer certificate:
+/// REASON"), hence the match on rustls's wording.
+pub fn untrusted_certificate(e: &anyhow::Error) -> Option<String> {
+    let text = format!("{e:#}");
+    let at = text.find("invalid peer certificate")?;
+    let reason = text[at..].to_ascii_lowercase().replace([' ', '_'], "");
+    let why = if reason.contains("causedasendentity") {
+        "the server presents a CA certificate as its own (what `openssl req -x509` makes: a self-signed test certificate)"
+    } else if reason.contains("unknownissuer") {
+        "it is not signed by a certificate authority this client trusts (a self-signed certificate?)"
+    } else if reason.contains("notvalidforname") {
+        "it is not issued for the host name in --url"
+    } else if reason.contains("expired") {
+        "it has expired"
+    } else if reason.contains("notvalidyet") {
+        "it is not valid yet (check this machine's clock)"
+    } else if reason.contains("revoked") {
+        "it has been revoked"
+    } else {
+        "it failed verification"
+    };
+    Some(format!(
+        "the server's TLS certificate is not trusted: {why}. Retrying cannot fix this: \
+         add --insecure to accept a self-signed test certificate, or give the server a \
+         certificate from a trusted authority ({text})"
+    ))
+}
+
 fn classify(e: &anyhow::Error, had_session: bool) -> Outcome {
+    if let Some(msg) = untrusted_certificate(e) {
+        return Outcome::Fatal(Fail {
+            code: EXIT_REFUSED,
+            msg,
+        });
+    }
     let Some(r) = e.downcast_ref::<Refused>() else {
         return Outcome::Retry {
             why: format!("{e:#}"),
@@ -693,5 +733,86 @@ mod tests {
             classify(&anyhow::anyhow!("cannot connect"), false),
             Outcome::Retry { .. }
         ));
+    }
+
+    /// What `sfu::client::http` reports for a TLS handshake that failed
+    /// with `err` (it formats rustls's error into its message).
+    fn tls_failure(err: rustls::Error) -> anyhow::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, err);
+        anyhow::anyhow!("TLS with localhost:18080 failed: {io}")
+    }
+
+    #[test]
+    fn untrusted_certificates_are_fatal_with_a_hint() {
+        use rustls::{CertificateError, OtherError};
+        // webpki's error for an `openssl req -x509` certificate (CA:TRUE),
+        // which rustls shows by its Debug name.
+        #[derive(Debug)]
+        struct CaUsedAsEndEntity;
+        impl std::fmt::Display for CaUsedAsEndEntity {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("CaUsedAsEndEntity")
+            }
+        }
+        impl std::error::Error for CaUsedAsEndEntity {}
+        let self_signed_ca = rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(CaUsedAsEndEntity)),
+        ));
+        for (err, says) in [
+            (self_signed_ca, "CA certificate as its own"),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "not signed by a certificate authority",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                "not issued for the host name",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Expired),
+                "expired",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::BadSignature),
+                "failed verification",
+            ),
+        ] {
+            let e = tls_failure(err);
+            let Outcome::Fatal(f) = classify(&e, true) else {
+                panic!("{e:#} must not be retried")
+            };
+            assert_eq!(f.code, EXIT_REFUSED, "{e:#}");
+            assert!(f.msg.contains(says), "{says}: {}", f.msg);
+            assert!(f.msg.contains("--insecure"), "{}", f.msg);
+            assert!(
+                f.msg.contains("invalid peer certificate"),
+                "the raw cause: {}",
+                f.msg
+            );
+        }
+        // The exact text QA saw (rustls 0.23 + webpki).
+        let qa = anyhow::anyhow!(
+            "TLS with localhost:18080 failed: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))"
+        );
+        assert!(matches!(classify(&qa, false), Outcome::Fatal(_)));
+    }
+
+    #[test]
+    fn other_tls_and_connect_errors_are_retried() {
+        for e in [
+            tls_failure(rustls::Error::AlertReceived(
+                rustls::AlertDescription::InternalError,
+            )),
+            tls_failure(rustls::Error::DecryptError),
+            anyhow::anyhow!("TLS with localhost:18080 failed: connection reset by peer"),
+            anyhow::anyhow!("cannot connect to localhost:18080: Connection refused (os error 111)"),
+            anyhow::anyhow!("no answer from localhost:18080 within 10s"),
+        ] {
+            assert!(
+                matches!(classify(&e, false), Outcome::Retry { .. }),
+                "{e:#} is retried"
+            );
+            assert!(untrusted_certificate(&e).is_none());
+        }
     }
 }

@@ -358,3 +358,77 @@ fn bad_ivf_files_exit_3_with_a_reason() {
         assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
     }
 }
+
+/// A server on 127.0.0.1 with a self-signed certificate: a CA certificate
+/// used as its own, as `openssl req -x509` makes (README's HTTPS section),
+/// or a plain end-entity one (rcgen's default). Returns the https base URL.
+async fn https_server(dir: &Path, name: &str, ca: bool) -> String {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    if ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (crt, pem) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    let base = start_server_with(Config {
+        workers: 1,
+        rate_limit: 0.0,
+        tls_cert: Some(crt),
+        tls_key: Some(pem),
+        ..Config::default()
+    })
+    .await;
+    base.replacen("http://", "https://", 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificate_exits_4_at_once_and_insecure_publishes() {
+    let dir = temp_dir("tls");
+    for (name, ca, why) in [
+        ("ca", true, "CA certificate as its own"),
+        ("leaf", false, "not signed by a certificate authority"),
+    ] {
+        let url = format!("{}/whip/{name}", https_server(&dir, name, ca).await);
+        let t = Instant::now();
+        // (Ingest::wait kills it and fails the test if it keeps retrying.)
+        let mut ing = Ingest::start(&["test", "--size", "160x120", "--url", &url]);
+        let st = ing.wait(Duration::from_secs(5));
+        let err = ing.stderr();
+        assert_eq!(st.code(), Some(4), "{name}: exit 4:\n{err}");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{name}: no retries ({:?})",
+            t.elapsed()
+        );
+        assert!(!err.contains("retrying"), "{name}: not retried:\n{err}");
+        let last = err.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("whip-ingest: the server's TLS certificate is not trusted: ")
+                && last.contains(why)
+                && last.contains("add --insecure"),
+            "{name}: {last}"
+        );
+        assert!(
+            !err.contains('\x1b'),
+            "{name}: no ANSI codes in a pipe:\n{err}"
+        );
+    }
+
+    // The same server with --insecure: published, then a clean stop.
+    let url = format!("{}/whip/ok", https_server(&dir, "ok", true).await);
+    let mut ing = Ingest::start(&["test", "--size", "160x120", "--insecure", "--url", &url]);
+    ing.wait_for_log("publishing to", Duration::from_secs(10))
+        .await;
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    assert!(!log.contains('\x1b'), "no ANSI codes in a pipe:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
