@@ -24,6 +24,13 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A session live this long resets the backoff.
 pub const STABLE: Duration = Duration::from_secs(10);
+/// Reconnection delay cap after sessions the server ended less than
+/// [`STABLE`] after they went live: a server that keeps ending them (another
+/// publisher on the same name under the server's replace policy, each taking
+/// the name back when it reconnects) is asked less and less often.
+pub const BACKOFF_MAX_SHORT: Duration = Duration::from_secs(60);
+/// Short sessions in a row from which the log says why that may be.
+const SHORT_SESSIONS_HINT: u32 = 3;
 /// Time for the POST to be answered.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for ICE + DTLS after the answer.
@@ -127,8 +134,9 @@ fn put(v: &mut Vec<(u32, Vec<u8>)>, id: u32, nal: &[u8]) {
     }
 }
 
-/// Reconnection delays: exponential from [`BACKOFF_MIN`] to [`BACKOFF_MAX`],
-/// ±20 % jitter.
+/// Reconnection delays: exponential from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]
+/// (to [`BACKOFF_MAX_SHORT`] after a short session, see
+/// [`Backoff::next_delay_after_short_session`]), ±20 % jitter.
 #[derive(Debug, Default)]
 pub struct Backoff {
     attempts: u32,
@@ -137,9 +145,19 @@ pub struct Backoff {
 impl Backoff {
     /// The next delay (and count the attempt).
     pub fn next_delay(&mut self) -> Duration {
+        self.delay_capped(BACKOFF_MAX)
+    }
+
+    /// The next delay after a session the server ended before it was
+    /// [`STABLE`]: the same doubling, capped at [`BACKOFF_MAX_SHORT`].
+    pub fn next_delay_after_short_session(&mut self) -> Duration {
+        self.delay_capped(BACKOFF_MAX_SHORT)
+    }
+
+    fn delay_capped(&mut self, cap: Duration) -> Duration {
         let base = BACKOFF_MIN
             .saturating_mul(1u32 << self.attempts.min(10))
-            .min(BACKOFF_MAX);
+            .min(cap);
         self.attempts = self.attempts.saturating_add(1);
         let mut b = [0u8; 2];
         let _ = getrandom::fill(&mut b);
@@ -350,6 +368,8 @@ struct Run {
     need_keyframe: bool,
     had_session: bool,
     had_live: bool,
+    /// Sessions in a row the server ended before they were [`STABLE`].
+    short_sessions: u32,
     down_since: Option<Instant>,
     last_error: String,
     stats: Stats,
@@ -395,10 +415,24 @@ impl Run {
     /// Schedule the next attempt; `Err` when it is time to give up.
     fn retry(&mut self, why: String, at_least: Duration) -> Result<(), Fail> {
         let now = Instant::now();
-        if let Phase::Live(since) = self.phase
-            && now - since >= STABLE
-        {
-            self.backoff.reset();
+        let mut short = false;
+        if let Phase::Live(since) = self.phase {
+            if now - since >= STABLE {
+                self.backoff.reset();
+                self.short_sessions = 0;
+            } else {
+                short = true;
+                self.short_sessions += 1;
+                if self.short_sessions >= SHORT_SESSIONS_HINT {
+                    warn!(
+                        "the server ended {} sessions in a row less than {} s after they went live: \
+                         if another publisher uses this stream name on a server that lets a new \
+                         publisher replace the live one, the two take turns; give each its own name",
+                        self.short_sessions,
+                        STABLE.as_secs()
+                    );
+                }
+            }
         }
         let down = *self.down_since.get_or_insert(now);
         if !self.cfg.give_up_after.is_zero() && now - down >= self.cfg.give_up_after {
@@ -410,7 +444,12 @@ impl Run {
                 ),
             });
         }
-        let delay = self.backoff.next_delay().max(at_least);
+        let delay = if short {
+            self.backoff.next_delay_after_short_session()
+        } else {
+            self.backoff.next_delay()
+        }
+        .max(at_least);
         warn!("{why}; retrying in {:.1} s", delay.as_secs_f64());
         self.last_error = why;
         self.phase = Phase::Backoff(now + delay);
@@ -531,6 +570,7 @@ pub async fn run(
         need_keyframe: true,
         had_session: false,
         had_live: false,
+        short_sessions: 0,
         down_since: None,
         last_error: String::new(),
         stats: Stats::default(),
@@ -700,6 +740,17 @@ mod tests {
         assert!(d[7] >= Duration::from_secs(8) && d[7] <= Duration::from_secs(12));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(600));
+    }
+
+    #[test]
+    fn short_sessions_back_off_to_a_longer_cap() {
+        let mut b = Backoff::default();
+        let d: Vec<Duration> = (0..9).map(|_| b.next_delay_after_short_session()).collect();
+        assert!(d[4] >= Duration::from_millis(6400) && d[4] <= Duration::from_millis(9600));
+        assert!(d[6] >= Duration::from_millis(25_600) && d[6] <= Duration::from_millis(38_400));
+        assert!(d[8] >= Duration::from_secs(48) && d[8] <= Duration::from_secs(72));
+        // An ordinary failure after them is capped at BACKOFF_MAX again.
+        assert!(b.next_delay() <= Duration::from_secs(12));
     }
 
     #[test]
