@@ -8,8 +8,7 @@
 
 mod common;
 
-use sfu::config::{Config, StreamAuth};
-use sfu::server::Server;
+use sfu::config::StreamAuth;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -70,21 +69,6 @@ fn result_of<'a>(v: &'a serde_json::Value, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no check {id}"))["result"]
         .as_str()
         .unwrap()
-}
-
-async fn our_server(auth: StreamAuth) -> String {
-    let cfg = Config {
-        workers: 1,
-        rate_limit: 0.0,
-        http: "127.0.0.1:0".parse().unwrap(),
-        udp: "127.0.0.1:0".parse().unwrap(),
-        auth,
-        ..Config::default()
-    };
-    let server = Server::start(&cfg).await.expect("server starts");
-    let base = format!("http://{}", server.http_addr);
-    tokio::spawn(server.serve());
-    base
 }
 
 /// Common assertions on a run against our server.
@@ -149,7 +133,7 @@ fn assert_conforms(out: &Output, v: &serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_server_open() {
     let _g = SERIAL.lock().await;
-    let base = our_server(StreamAuth::default()).await;
+    let base = common::start_sfu(StreamAuth::default()).await;
     let (out, v) = run_check(
         &format!("{base}/whip/conf"),
         &format!("{base}/whep/conf"),
@@ -164,7 +148,7 @@ async fn our_server_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_server_with_tokens() {
     let _g = SERIAL.lock().await;
-    let base = our_server(StreamAuth {
+    let base = common::start_sfu(StreamAuth {
         publish_token: Some("pub-secret".into()),
         view_token: Some("view-secret".into()),
         replace: None,

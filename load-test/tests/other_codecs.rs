@@ -6,9 +6,9 @@
 //! synthetic payloads with valid RTP payload descriptors (the server
 //! forwards, it never decodes).
 
+mod common;
+
 use sfu::client::{Options, OutPacket, Session, Track};
-use sfu::config::Config;
-use sfu::server::Server;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,16 +111,7 @@ async fn publish(url: String, track: Track, audio: bool, stop: Arc<AtomicBool>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_of_streams_someone_else_publishes() {
-    let cfg = Config {
-        workers: 1,
-        rate_limit: 0.0,
-        http: "127.0.0.1:0".parse().unwrap(),
-        udp: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let server = Server::start(&cfg).await.expect("server starts");
-    let base = format!("http://{}", server.http_addr);
-    tokio::spawn(server.serve());
+    let base = common::start_sfu(Default::default()).await;
     let dir = std::env::temp_dir().join(format!("load-test-codecs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 

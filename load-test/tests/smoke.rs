@@ -3,8 +3,8 @@
 //! Needs ffmpeg with libx264 and libopus. Correctness only: no wall-clock
 //! performance bounds are asserted.
 
-use sfu::config::Config;
-use sfu::server::Server;
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,16 +19,7 @@ fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_20_viewers_of_own_clip() {
-    let cfg = Config {
-        workers: 1,
-        rate_limit: 0.0,
-        http: "127.0.0.1:0".parse().unwrap(),
-        udp: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let server = Server::start(&cfg).await.expect("server starts");
-    let base = format!("http://{}", server.http_addr);
-    tokio::spawn(server.serve());
+    let base = common::start_sfu(Default::default()).await;
 
     let dir = std::env::temp_dir().join(format!("load-test-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

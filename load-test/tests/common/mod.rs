@@ -1,7 +1,29 @@
 //! Helpers shared by the load-test integration tests.
 
+#![allow(dead_code)] // each test crate uses its own subset
+
+use sfu::config::{Config, StreamAuth};
+use sfu::server::Server;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+
+/// Start our SFU in this process on loopback (one worker, no rate limit,
+/// HTTP and UDP on free ports) with `auth`; returns its `http://` base URL.
+/// It serves until the test's runtime ends.
+pub async fn start_sfu(auth: StreamAuth) -> String {
+    let cfg = Config {
+        workers: 1,
+        rate_limit: 0.0,
+        http: "127.0.0.1:0".parse().unwrap(),
+        udp: "127.0.0.1:0".parse().unwrap(),
+        auth,
+        ..Config::default()
+    };
+    let server = Server::start(&cfg).await.expect("server starts");
+    let base = format!("http://{}", server.http_addr);
+    tokio::spawn(server.serve());
+    base
+}
 
 /// Read one HTTP/1.1 request from `s`: its head (request line and headers,
 /// without the blank line) and its body (`Content-Length` bytes, fewer when
