@@ -6,6 +6,13 @@ use sfu::client::{ClientEvent, Options, Session};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A publisher on `url` whose ICE and DTLS are up (panics otherwise).
+async fn connected_publisher(url: &str, opts: Options) -> Session {
+    let mut s = Session::publish(url, opts).await.unwrap();
+    s.wait_connected(Duration::from_secs(10)).await.unwrap();
+    s
+}
+
 fn free_port(udp: bool) -> u16 {
     if udp {
         std::net::UdpSocket::bind("127.0.0.1:0")
@@ -198,13 +205,7 @@ fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
             ..Options::default()
         };
         let mut publisher =
-            Session::publish(&format!("https://127.0.0.1:{http}/whip/cam"), opts.clone())
-                .await
-                .unwrap();
-        publisher
-            .wait_connected(Duration::from_secs(10))
-            .await
-            .unwrap();
+            connected_publisher(&format!("https://127.0.0.1:{http}/whip/cam"), opts.clone()).await;
 
         std::fs::write(&crt, &b_pem).unwrap();
         std::fs::write(&key, &b_key).unwrap();
@@ -347,13 +348,7 @@ fn every_refused_request_is_logged_once_without_tokens() {
             token: Some("PUBSECRET".into()),
             ..Options::default()
         };
-        let mut publisher = Session::publish(&format!("{base}/whip/cam"), opts)
-            .await
-            .unwrap();
-        publisher
-            .wait_connected(Duration::from_secs(10))
-            .await
-            .unwrap();
+        let publisher = connected_publisher(&format!("{base}/whip/cam"), opts).await;
         let loc = publisher.response.header("location").unwrap().to_string();
         let big = "v=0\r\n".repeat(40_000);
         assert_eq!(
