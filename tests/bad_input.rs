@@ -198,6 +198,8 @@ async fn hostile_offers_and_stalled_client_while_stream_flows() {
         slow.write_all(b"POST /whip/slow HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
+        // And a client that connects and never sends a byte.
+        let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let sdp = |s: String| Some(s);
         let ct = Some("application/sdp");
         let m = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:X\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 H264/90000\r\n";
@@ -254,6 +256,15 @@ async fn hostile_offers_and_stalled_client_while_stream_flows() {
             "slowloris closed after {:.1} s: {n:?}",
             t0.elapsed().as_secs_f64()
         );
+        let t0 = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf))
+            .await
+            .expect("silent client not closed within 15 s");
+        eprintln!(
+            "silent client closed after {:.1} s: {n:?}",
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(matches!(n, Ok(0) | Err(_)), "nothing is sent to it: {n:?}");
         let r = req(&b, "OPTIONS", "/whip/live", None, None).await;
         assert!(r.status == 204 || r.status == 200);
     };

@@ -41,11 +41,15 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// Serve HTTP on `listener` forever: plain HTTP/1.1 + h2c, or HTTPS
 /// (HTTP/1.1 and HTTP/2 by ALPN) when `tls` is given.
 pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tls>>) {
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                debug!("accept failed: {e}");
+                // Out of file descriptors (EMFILE/ENFILE) and the like: the
+                // pending connection stays queued, so retrying at once spins.
+                let _ = accept_errors.failed(&e, std::time::Instant::now());
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
@@ -63,7 +67,19 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT);
             let result = match acceptor {
-                None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                None => {
+                    // hyper's header timeout starts with the first byte (the
+                    // HTTP/1.1 vs h2c detection waits for it unbounded): a
+                    // client that connects and sends nothing is dropped here.
+                    if !matches!(
+                        tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut [0u8; 1])).await,
+                        Ok(Ok(_))
+                    ) {
+                        debug!(%remote, "http connection closed: no request within {HEADER_TIMEOUT:?}");
+                        return;
+                    }
+                    builder.serve_connection(TokioIo::new(stream), svc).await
+                }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(
                         std::time::Duration::from_secs(10),
@@ -88,6 +104,42 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
                 debug!(%remote, "http connection ended: {e}");
             }
         });
+    }
+}
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the
+/// next one.
+pub const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Failed `accept`s are logged at most once per this interval.
+const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Failed `accept` calls, logged as a warning with a count at most once per
+/// [`ACCEPT_LOG_EVERY`] (a full file-descriptor table fails every call).
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_log: Option<std::time::Instant>,
+    since_log: u64,
+}
+
+impl AcceptErrors {
+    /// Count a failure at `now`; true when it was logged.
+    fn failed(&mut self, e: &std::io::Error, now: std::time::Instant) -> bool {
+        self.since_log += 1;
+        if self
+            .last_log
+            .is_none_or(|t| now.saturating_duration_since(t) >= ACCEPT_LOG_EVERY)
+        {
+            tracing::warn!(
+                failures = self.since_log,
+                "accepting HTTP connections fails: {e} (out of file descriptors? raise `ulimit -n`); \
+                 retrying every {} ms",
+                ACCEPT_RETRY.as_millis()
+            );
+            self.last_log = Some(now);
+            self.since_log = 0;
+            return true;
+        }
+        false
     }
 }
 
@@ -504,4 +556,22 @@ pub fn layers_json(p: &crate::registry::Publication) -> serde_json::Value {
         })
         .collect();
     serde_json::Value::Array(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_are_logged_once_per_interval() {
+        let mut a = AcceptErrors::default();
+        let e = std::io::Error::from_raw_os_error(24); // EMFILE
+        let t0 = std::time::Instant::now();
+        assert!(a.failed(&e, t0), "the first is logged");
+        assert!(!a.failed(&e, t0 + ACCEPT_RETRY));
+        assert!(!a.failed(&e, t0 + ACCEPT_LOG_EVERY / 2));
+        assert_eq!(a.since_log, 2, "counted meanwhile");
+        assert!(a.failed(&e, t0 + ACCEPT_LOG_EVERY));
+        assert_eq!(a.since_log, 0);
+    }
 }

@@ -89,7 +89,8 @@ pub enum ShardMsg {
         peer: u64,
         /// The re-offer.
         offer: Box<str0m::change::SdpOffer>,
-        /// Answer SDP or error.
+        /// Answer SDP or why str0m refused the offer; dropped unanswered
+        /// when the session has already ended (the HTTP side answers `404`).
         reply: tokio::sync::oneshot::Sender<Result<String, String>>,
     },
     /// Trickled remote ICE candidates (RFC 8838) for a peer.
@@ -306,8 +307,11 @@ impl Worker {
                 self.run_actions();
             }
             ShardMsg::IceRestart { peer, offer, reply } => {
-                let r = self.ice_restart(peer, *offer);
-                let _ = reply.send(r);
+                // A session that ended meanwhile (a DELETE racing the
+                // PATCH) leaves `reply` unanswered.
+                if let Some(r) = self.ice_restart(peer, *offer) {
+                    let _ = reply.send(r);
+                }
                 self.drive(peer, Instant::now());
                 self.run_actions();
             }
@@ -357,9 +361,28 @@ impl Worker {
     /// See [`ShardMsg::IceRestart`]: str0m restarts ICE when an offer
     /// carries new remote credentials and answers with new local ones, which
     /// the demux learns so the client's checks with them reach this peer.
-    fn ice_restart(&mut self, id: u64, offer: str0m::change::SdpOffer) -> Result<String, String> {
-        let peer = self.peers.get_mut(&id).ok_or("session ended")?;
+    /// `None` when peer `id` is gone.
+    fn ice_restart(
+        &mut self,
+        id: u64,
+        offer: str0m::change::SdpOffer,
+    ) -> Option<Result<String, String>> {
+        let peer = self.peers.get_mut(&id)?;
+        if peer.closing {
+            return None;
+        }
         let _span = peer.span.clone().entered();
+        Some(Self::restart_ice(peer, offer, id, self.idx, &self.shared))
+    }
+
+    /// [`Worker::ice_restart`] of a live peer.
+    fn restart_ice(
+        peer: &mut Peer,
+        offer: str0m::change::SdpOffer,
+        id: u64,
+        idx: usize,
+        shared: &Shared,
+    ) -> Result<String, String> {
         let answer = peer
             .rtc
             .sdp_api()
@@ -375,11 +398,8 @@ impl Worker {
         let (Some(ufrag), Some(pwd)) = (attr("a=ice-ufrag:"), attr("a=ice-pwd:")) else {
             return Err("answer without ICE credentials".into());
         };
-        let me = PeerRef {
-            shard: self.idx,
-            id,
-        };
-        self.shared.demux.add_ufrag(&ufrag, me);
+        let me = PeerRef { shard: idx, id };
+        shared.demux.add_ufrag(&ufrag, me);
         peer.old_ufrags
             .push(std::mem::replace(&mut peer.ufrag, ufrag));
         peer.ice_pwd = pwd;
