@@ -119,6 +119,22 @@ async fn https_publish_play_h2_and_certificate_reload() {
     assert_eq!(resp.status(), 200);
     let _ = resp.into_body().collect().await;
 
+    // An HTTP/1.1 client (by ALPN) that completes TLS and then sends
+    // nothing is closed after the header timeout, not kept for ever.
+    {
+        use tokio::io::AsyncReadExt;
+        let mut silent = connect_trusting(addr, &cert_a, b"http/1.1").await.unwrap();
+        let t0 = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut [0u8; 64]))
+            .await
+            .expect("silent TLS client not closed within 15 s");
+        eprintln!(
+            "silent TLS client closed after {:.1} s: {n:?}",
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+
     // Media flows while the certificate is swapped for B and reloaded.
     let clip = clip(3);
     let sender = tokio::spawn(async move {

@@ -97,6 +97,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
                             return;
                         }
                     };
+                    // The protocol is known from ALPN (RFC 9113 §3.2: h2 over
+                    // TLS is negotiated, never detected), so hyper does not
+                    // wait unbounded for a first byte to detect it, and
+                    // HTTP/1.1's header timeout covers a silent client.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let builder = if h2 {
+                        builder.http2_only()
+                    } else {
+                        builder.http1_only()
+                    };
                     builder.serve_connection(TokioIo::new(stream), svc).await
                 }
             };
