@@ -46,7 +46,7 @@ Examples (server on 127.0.0.1:8080, its rate limit off: `sfu --rate-limit 0`):
       --whep http://127.0.0.1:8080/whep/lt --viewers 200 --duration 20 \\
       --server-pid $(pidof sfu) --json run.json
 
-  # viewers of a stream someone else publishes (H.264, VP8, VP9 or AV1;
+  # viewers of a stream someone else publishes (H.264, VP8, VP9, AV1 or H.265;
   # no latency figures)
   load-test run --whep http://127.0.0.1:8080/whep/cam --viewers 50
 
@@ -153,7 +153,7 @@ struct RunArgs {
     duration: f64,
     /// Publish our own stream first (needs --whip). Without it the viewers
     /// watch what someone else publishes at --whep: a probe session first
-    /// learns its video codec (H.264, VP8, VP9 or AV1; latency needs our
+    /// learns its video codec (H.264, VP8, VP9, AV1 or H.265; latency needs our
     /// own H.264 publisher).
     #[arg(long, requires = "whip")]
     publish: Option<Source>,
@@ -306,7 +306,7 @@ impl Rig {
     }
 
     /// Viewers of a stream we do not publish: find out whether its video
-    /// is VP8, VP9 or AV1 (one probe session) and offer that instead of
+    /// is VP8, VP9, AV1 or H.265 (one probe session) and offer that instead of
     /// H.264.
     async fn probe_codec(&mut self) {
         if let Some(c) = viewer::probe_video_codec(&self.c.whep, self.opts()).await {

@@ -2,7 +2,7 @@
 //! it receives from RTP headers and payload starts only (no decoding).
 //!
 //! Viewers offer H.264 (several profiles) + Opus, or, for a stream found by
-//! [`probe_video_codec`] to be VP8, VP9 or AV1, that codec + Opus. Loss,
+//! [`probe_video_codec`] to be VP8, VP9, AV1 or H.265, that codec + Opus. Loss,
 //! bitrate and TTFF work for every codec; latency needs the H.264 SEI that
 //! only our own publisher sends.
 
@@ -163,16 +163,17 @@ impl Stats {
     }
 }
 
-/// The video codec of the stream at `endpoint` when it is VP8, VP9 or AV1,
-/// asked with one throw-away WHEP session that offers those three (and
+/// The video codec of the stream at `endpoint` when it is VP8, VP9, AV1 or
+/// H.265, asked with one throw-away WHEP session that offers those four (and
 /// Opus) and is closed at once. `None` for H.264 (the default offer), a
 /// stream without video, or a failed POST (the viewers then report why).
 ///
 /// One probe, not one offer of all codecs: `sfu::client` gives H.264 and
-/// VP8/VP9 the same payload type numbers, so one offer cannot carry both.
+/// VP8/VP9/H.265 the same payload type numbers (96..103), so one offer
+/// cannot carry H.264 with them.
 pub async fn probe_video_codec(endpoint: &str, mut opts: Options) -> Option<Codec> {
     use sfu::client::Track as T;
-    opts.tracks = vec![T::Opus, T::Vp8, T::Vp9, T::Av1];
+    opts.tracks = vec![T::Opus, T::Vp8, T::Vp9, T::Av1, T::H265];
     let s = match tokio::time::timeout(JOIN_TIMEOUT, Session::play(endpoint, opts)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -186,7 +187,7 @@ pub async fn probe_video_codec(endpoint: &str, mut opts: Options) -> Option<Code
     };
     let codec = answer_video_codec(&s.answer);
     let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
-    codec.filter(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1))
+    codec.filter(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::H265))
 }
 
 /// The codec of the first accepted (port not 0) video m-line of an SDP
@@ -228,6 +229,7 @@ pub fn offer_tracks(codec: Codec) -> Vec<sfu::client::Track> {
         Codec::Vp8 => vec![T::Opus, T::Vp8],
         Codec::Vp9 => vec![T::Opus, T::Vp9],
         Codec::Av1 => vec![T::Opus, T::Av1],
+        Codec::H265 => vec![T::Opus, T::H265],
         _ => Options::default().tracks,
     }
 }
@@ -548,6 +550,10 @@ m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
         );
         assert_eq!(answer_video_codec(""), None);
         assert_eq!(offer_tracks(Codec::Av1).len(), 2);
+        assert_eq!(
+            offer_tracks(Codec::H265),
+            [sfu::client::Track::Opus, sfu::client::Track::H265]
+        );
         assert_eq!(offer_tracks(Codec::H264), Options::default().tracks);
     }
 

@@ -1,5 +1,5 @@
 //! `load-test run --whep` against a stream someone else publishes in VP8,
-//! VP9 or AV1, video only (an H.264 + Opus offer is refused with 422): a
+//! VP9, AV1 or H.265, video only (an H.264 + Opus offer is refused with 422): a
 //! probe learns the codec, every viewer joins, receives video and completes
 //! a first key frame (TTFF). An H.264 + Opus stream (the probe's answer
 //! then carries audio only) keeps the H.264 offer. The publisher sends
@@ -49,6 +49,17 @@ fn frame(track: Track, n: u32, key: bool) -> Vec<Vec<u8>> {
                         | 0x10
                         | if first && key { 0x08 } else { 0 },
                 ],
+                // VPS, then an IDR_W_RADL (type 19) in an FU (type 49)
+                // start/end (RFC 7798 §4.4.3; TRAIL_R, type 1, otherwise).
+                Track::H265 => {
+                    let t = if key { 19 } else { 1 };
+                    match i {
+                        0 if key => vec![32 << 1, 0x01, 0x0c, 0x01],
+                        0 => vec![49 << 1, 0x01, 0x80 | t],
+                        1 => vec![49 << 1, 0x01, t],
+                        _ => vec![49 << 1, 0x01, 0x40 | t],
+                    }
+                }
                 // SPS, then an IDR in FU-A start/end (non-IDR slice: type 1).
                 Track::H264(_) => {
                     let t = if key { 5 } else { 1 };
@@ -119,6 +130,7 @@ async fn viewers_of_streams_someone_else_publishes() {
         ("vp8", Track::Vp8, false),
         ("vp9", Track::Vp9, false),
         ("av1", Track::Av1, false),
+        ("h265", Track::H265, false),
         ("h264", Track::H264(0x42e01f), true),
     ] {
         let stop = Arc::new(AtomicBool::new(false));
@@ -169,10 +181,11 @@ async fn viewers_of_streams_someone_else_publishes() {
             v["ttff_ms"]["p99"].as_f64().is_some_and(|t| t > 0.0),
             "{name}: TTFF measured (a complete key frame): {v:#}"
         );
+        let label = name.to_ascii_uppercase().replace("H265", "H.265");
         assert_eq!(
-            stderr.contains(&format!("video is {}", name.to_ascii_uppercase())),
+            stderr.contains(&format!("video is {label}")),
             name != "h264",
-            "{name}: the probe names VP8, VP9 or AV1 (H.264 is the default):\n{stderr}"
+            "{name}: the probe names VP8, VP9, AV1 or H.265 (H.264 is the default):\n{stderr}"
         );
         assert!(
             !stderr.contains('\x1b'),

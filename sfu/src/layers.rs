@@ -180,25 +180,33 @@ impl LayerTable {
         n
     }
 
-    /// All known layers, for the API (lowest bitrate first).
+    /// All known layers, for the API, ordered by their last measured bitrate
+    /// (lowest first). An inactive layer (silent for over [`INACTIVE_AFTER`]:
+    /// paused by the publisher, or the publisher left) reads 0 bit/s, not
+    /// the bitrate it had when it stopped.
     pub fn snapshot(&self, now: Instant) -> Vec<LayerView> {
-        let mut v: Vec<LayerView> = self
+        let mut v: Vec<(u64, LayerView)> = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.rid.load(Ordering::Relaxed) != 0)
-            .map(|(i, s)| LayerView {
-                index: i as u8,
-                rid: unpack(s.rid.load(Ordering::Relaxed)),
-                ssrc: s.ssrc.load(Ordering::Relaxed),
-                bitrate: s.bitrate.load(Ordering::Relaxed),
-                width: s.width.load(Ordering::Relaxed),
-                height: s.height.load(Ordering::Relaxed),
-                active: self.active_at(s, now),
+            .map(|(i, s)| {
+                let last = s.bitrate.load(Ordering::Relaxed);
+                let active = self.active_at(s, now);
+                let view = LayerView {
+                    index: i as u8,
+                    rid: unpack(s.rid.load(Ordering::Relaxed)),
+                    ssrc: s.ssrc.load(Ordering::Relaxed),
+                    bitrate: if active { last } else { 0 },
+                    width: s.width.load(Ordering::Relaxed),
+                    height: s.height.load(Ordering::Relaxed),
+                    active,
+                };
+                (last, view)
             })
             .collect();
-        v.sort_by_key(|l| (l.bitrate, u64::from(l.width) * u64::from(l.height), l.index));
-        v
+        v.sort_by_key(|(last, l)| (*last, u64::from(l.width) * u64::from(l.height), l.index));
+        v.into_iter().map(|(_, l)| l).collect()
     }
 }
 
@@ -285,6 +293,20 @@ mod tests {
         }; MAX_LAYERS];
         assert_eq!(t.active(now, &mut out), 1);
         assert_eq!(t.active(now + Duration::from_millis(1500), &mut out), 0);
+        t.slots[0].bitrate.store(900_000, Ordering::Relaxed);
+        t.slots[1].bitrate.store(300_000, Ordering::Relaxed);
+        t.touch(1, now + Duration::from_millis(1000));
+        let later = now + Duration::from_millis(1500);
+        let rates: Vec<_> = t
+            .snapshot(later)
+            .iter()
+            .map(|l| (l.rid.clone(), l.bitrate, l.active))
+            .collect();
+        assert_eq!(
+            rates,
+            [("m".into(), 300_000, true), ("h".into(), 0, false)],
+            "a silent layer reads 0 bit/s and keeps its place"
+        );
         assert_eq!(t.slot_of("a", 1), Some(2));
         assert_eq!(t.slot_of("b", 1), Some(3));
         assert_eq!(t.slot_of("c", 1), None);
