@@ -1,7 +1,8 @@
 //! WHIP/WHEP protocol behaviour: authentication (Bearer, `?token=`, Basic),
 //! trickle PATCH with If-Match/ETag, ICE restart, GET/HEAD (HTTP/1.1 and
 //! HTTP/2) and 405, Link ice-server headers with TURN REST credentials, the
-//! session limit (503) and a replacing publisher at that limit.
+//! session limit (503, also for a burst of concurrent POSTs) and a replacing
+//! publisher at that limit.
 
 use e2e::{clip, drain, publish_clip, start_server_with};
 use sfu::client::http::{HttpResponse, Url, request};
@@ -500,4 +501,59 @@ async fn a_replacing_publisher_is_admitted_at_the_session_limit() {
     assert_eq!(viewer.close().await.unwrap(), 200);
     assert_eq!(v2.close().await.unwrap(), 200);
     assert_eq!(b.close().await.unwrap(), 200);
+}
+
+/// A WHEP offer (video + audio, receive only) made by str0m, no candidates.
+fn whep_offer() -> String {
+    use str0m::media::Direction;
+    let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_posts_is_held_to_the_session_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let base = start_server_with(Config {
+        workers: 2,
+        rate_limit: 0.0,
+        max_sessions: 3,
+        ..Config::default()
+    })
+    .await;
+    let (_publisher, _viewer) = e2e::live_pair(&base, "cam").await;
+    // Two sessions: one slot left. Eight POSTs send their headers, and
+    // only when all eight are in (each past the limit check, which comes
+    // before the body is read) their bodies.
+    let offer = whep_offer();
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /whep/cam HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            offer.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut statuses = Vec::new();
+    for mut c in conns {
+        let _ = c.write_all(offer.as_bytes()).await;
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut resp)).await;
+        let text = String::from_utf8_lossy(&resp);
+        statuses.push(text.get(9..12).unwrap_or("none").to_string());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        ["201", "503", "503", "503", "503", "503", "503", "503"],
+        "one slot left: one 201, the rest 503"
+    );
 }

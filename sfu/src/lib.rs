@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rtc_config;
 pub mod sdp_scan;
 pub mod server;
+pub mod slots;
 pub mod stats;
 pub mod stun_shim;
 pub mod udp;

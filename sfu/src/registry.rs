@@ -180,6 +180,9 @@ impl Role {
 /// A session resource (`Location` of a 201).
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
+    /// Its share of the session limit, given back when the entry is removed
+    /// (and the copies a request handler took of it are dropped).
+    pub slot: Arc<crate::slots::Slot>,
     /// Role.
     pub role: Role,
     /// Stream name.
@@ -241,6 +244,9 @@ pub struct Registry {
     /// (`--replace-publisher`) and how many replacements in a row came less
     /// than [`REPLACE_FLAP_WINDOW`] apart (see [`Registry::note_replaced`]).
     pub replaced: DashMap<String, (Instant, u32)>,
+    /// The session limit's reservations (one per entry of `sessions` and per
+    /// POST being answered).
+    pub slots: crate::slots::SessionSlots,
 }
 
 /// Replacements of one stream's publisher closer together than this count as

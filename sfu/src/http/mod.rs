@@ -312,22 +312,25 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Resp {
                     if let Some(r) = unauthorized(app, &req, name, role) {
                         return r;
                     }
-                    // A publisher replacing a live one ends that session:
-                    // no net new session, so not refused at the limit. (If
-                    // the old one leaves before the replacement lands, the
-                    // limit is exceeded by that one session.)
+                    // A slot of the session limit, held from here (before
+                    // the body is read) until the session ends. A publisher
+                    // replacing a live one ends that session: no net new
+                    // session, so not refused at the limit.
                     let replacing = role == Role::Publisher && sessions::replaces_live(app, name);
-                    if !replacing && let Some(r) = sessions::over_limit(app) {
-                        return r;
-                    }
+                    let slot = match sessions::take_slot(app, replacing) {
+                        Ok(s) => s,
+                        Err(r) => return r,
+                    };
                     let layer = layer_ext::query_layer(req.uri().query()).map(str::to_string);
                     let body = match read_body(req).await {
                         Ok(b) => b,
                         Err(r) => return r,
                     };
                     match role {
-                        Role::Publisher => sessions::whip_post(app, name, &body),
-                        Role::Viewer => sessions::whep_post(app, name, &body, layer.as_deref()),
+                        Role::Publisher => sessions::whip_post(app, name, &body, slot),
+                        Role::Viewer => {
+                            sessions::whep_post(app, name, &body, layer.as_deref(), slot)
+                        }
                     }
                 }
                 _ => method_not_allowed("OPTIONS, GET, HEAD, POST"),

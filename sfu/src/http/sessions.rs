@@ -12,6 +12,7 @@ use crate::forward::{KeyframeWaiter, Rewrite};
 use crate::registry::{Publication, Role, SessionEntry, new_session_id};
 use crate::rtc_config::{self, RtcRole};
 use crate::sdp_scan::{self, Offer};
+use crate::slots::Slot;
 use crate::worker::peer::{
     KEYFRAME_RETRY, NewPeer, PeerKind, PublisherState, Replay, ViewerState, ViewerTrack,
     publisher_tracks,
@@ -150,8 +151,10 @@ fn mid_of(offer: &Offer, mline: usize) -> Option<Mid> {
     offer.media.get(mline)?.mid.as_deref().map(Mid::from)
 }
 
-/// `POST /whip/{stream}`: accept a publisher. 409 if the name is live.
-pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
+/// `POST /whip/{stream}`: accept a publisher. 409 if the name is live;
+/// 503 if `slot` was taken beyond the limit and no live publisher is
+/// replaced after all (see [`crate::slots`]).
+pub fn whip_post(app: &App, stream: &str, body: &str, slot: Slot) -> Resp {
     let offer = match parse_offer(body) {
         Ok(o) => o,
         Err(r) => return r,
@@ -196,6 +199,10 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         match app.shared.registry.streams.entry(stream.to_string()) {
             Entry::Occupied(mut o) => {
                 let cur = o.get().clone();
+                // A splice or a new publication is a net new session.
+                if !cur.live.load(Ordering::Acquire) && !slot.within(app.config.max_sessions) {
+                    return at_limit();
+                }
                 if cur.compatible(&tracks) && cur.splice(me, tracks.clone()) {
                     info!(
                         stream,
@@ -259,6 +266,9 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                 }
             }
             Entry::Vacant(v) => {
+                if !slot.within(app.config.max_sessions) {
+                    return at_limit();
+                }
                 let p = fresh();
                 v.insert(p.clone());
                 p
@@ -276,8 +286,9 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
                 crate::registry::REPLACE_FLAP_WINDOW.as_secs()
             );
         }
-        // Its session is gone from now on (its worker closes the peer), so a
-        // replacement never counts twice against the session limit.
+        // Its session is gone from now on (its worker closes the peer): its
+        // slot comes back, so a replacement never counts twice against the
+        // session limit.
         app.shared
             .registry
             .sessions
@@ -333,6 +344,7 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
         PeerKind::Publisher(state),
         tracks.iter().map(Chosen::describe).collect(),
         body,
+        slot,
     );
     info!(stream, session = %session, codecs = %tracks.iter().map(Chosen::describe).collect::<Vec<_>>().join(", "), "WHIP session created");
     created(app, Role::Publisher, stream, &session, answer)
@@ -353,12 +365,14 @@ fn start_peer(
     kind: PeerKind,
     codecs: Vec<String>,
     offer_sdp: &str,
+    slot: Slot,
 ) {
     let me = PeerRef { shard, id };
     let stats = Arc::new(crate::stats::SessionStats::new(id, codecs));
     app.shared.registry.sessions.insert(
         session.to_string(),
         SessionEntry {
+            slot: Arc::new(slot),
             role,
             stream: stream.to_string(),
             peer: me,
@@ -395,7 +409,8 @@ fn random_seq() -> u16 {
 /// `POST /whep/{stream}`: accept a viewer. 409 + Retry-After without a publisher.
 ///
 /// `layer`: `?layer=RID` (WHEP layer extension): pin that simulcast layer.
-pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Resp {
+/// `slot`: this session's share of the limit (see [`crate::slots`]).
+pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>, slot: Slot) -> Resp {
     let offer = match parse_offer(body) {
         Ok(o) => o,
         Err(r) => return r,
@@ -504,6 +519,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
         PeerKind::Viewer(state),
         chosen.iter().map(|(_, c)| c.describe()).collect(),
         body,
+        slot,
     );
     info!(stream, session = %session, "WHEP session created");
     let mut r = created(app, Role::Viewer, stream, &session, answer);
@@ -740,16 +756,24 @@ pub fn replaces_live(app: &App, stream: &str) -> bool {
             .is_some_and(|p| p.live.load(Ordering::Acquire))
 }
 
-/// 503 + Retry-After when the session limit is reached (RFC 9725 §4.5).
-pub fn over_limit(app: &App) -> Option<Resp> {
-    if app.shared.registry.sessions.len() >= app.config.max_sessions {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server is at its session limit",
-        );
-        r.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        return Some(r);
+/// A slot of the session limit for a POST, or `503` + Retry-After when the
+/// limit is reached (RFC 9725 §4.5). `replacing`: the POST replaces a live
+/// publisher (see [`replaces_live`]) and is admitted even at the limit.
+pub fn take_slot(app: &App, replacing: bool) -> Result<Slot, Resp> {
+    let slots = &app.shared.registry.slots;
+    if replacing {
+        return Ok(slots.take_beyond_limit());
     }
-    None
+    slots.try_take(app.config.max_sessions).ok_or_else(at_limit)
+}
+
+/// `503` + Retry-After: the server is at its session limit.
+fn at_limit() -> Resp {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server is at its session limit",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
