@@ -557,3 +557,48 @@ async fn a_burst_of_posts_is_held_to_the_session_limit() {
         "one slot left: one 201, the rest 503"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_shut_down_and_a_busy_one_is_not() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    let base = start_server_with(Config {
+        workers: 1,
+        http_idle_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let h2c = || async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (h2, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        (h2, tokio::spawn(conn))
+    };
+    let get = |h2: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>| {
+        let r = hyper::Request::get(format!("http://{addr}/healthz"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let f = h2.send_request(r);
+        async move { f.await.map(|r| r.status().as_u16()) }
+    };
+    // Busy: a request every 300 ms for 3 s (three idle timeouts) all pass.
+    let (mut busy, busy_conn) = h2c().await;
+    for _ in 0..10 {
+        assert_eq!(get(&mut busy).await.expect("connection kept"), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!busy_conn.is_finished());
+    // Idle after one request: the server ends the connection (GOAWAY).
+    let (mut idle, idle_conn) = h2c().await;
+    assert_eq!(get(&mut idle).await.unwrap(), 200);
+    tokio::time::timeout(Duration::from_secs(10), idle_conn)
+        .await
+        .expect("the idle HTTP/2 connection was shut down by the server")
+        .unwrap()
+        .expect("a graceful shutdown, not an error");
+}

@@ -264,6 +264,10 @@ pub struct Config {
     pub rate_limit: f64,
     /// Viewers wait this long for a new publisher after theirs left.
     pub publisher_grace: std::time::Duration,
+    /// An HTTP connection with no request in progress for this long is shut
+    /// down gracefully (see [`crate::http::idle`]); 60 s. Not a flag or
+    /// config key: tests shorten it.
+    pub http_idle_timeout: std::time::Duration,
     /// HTTPS certificate chain file (with `tls_key`).
     pub tls_cert: Option<PathBuf>,
     /// HTTPS private key file.
@@ -336,6 +340,7 @@ impl Default for Config {
             gop: GopSettings::default(),
             rate_limit: 20.0,
             publisher_grace: std::time::Duration::from_secs(30),
+            http_idle_timeout: std::time::Duration::from_secs(60),
             tls_cert: None,
             tls_key: None,
         }

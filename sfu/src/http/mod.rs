@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod ice_links;
+pub mod idle;
 pub mod layer_ext;
 pub mod rate;
 pub mod response;
@@ -57,9 +58,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
         let app = app.clone();
         let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
+            let activity = Arc::new(idle::Activity::new(std::time::Instant::now()));
+            let idle_timeout = app.config.http_idle_timeout;
+            let watch = activity.clone();
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&app, req, remote).await) }
+                let activity = activity.clone();
+                async move {
+                    let _busy = activity.start();
+                    Ok::<_, std::convert::Infallible>(respond(&app, req, remote).await)
+                }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
@@ -78,7 +86,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
                         debug!(%remote, "http connection closed: no request within {HEADER_TIMEOUT:?}");
                         return;
                     }
-                    builder.serve_connection(TokioIo::new(stream), svc).await
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    until_idle(conn, &watch, idle_timeout, remote).await
                 }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(
@@ -107,13 +116,42 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: Option<Arc<tls::Tl
                     } else {
                         builder.http1_only()
                     };
-                    builder.serve_connection(TokioIo::new(stream), svc).await
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    until_idle(conn, &watch, idle_timeout, remote).await
                 }
             };
             if let Err(e) = result {
                 debug!(%remote, "http connection ended: {e}");
             }
         });
+    }
+}
+
+/// Drive `conn` to its end, shutting it down gracefully once it has been
+/// idle for `timeout` (see [`idle`]).
+async fn until_idle<I, S, B>(
+    conn: hyper_util::server::conn::auto::Connection<'_, I, S, TokioExecutor>,
+    activity: &idle::Activity,
+    timeout: std::time::Duration,
+    remote: SocketAddr,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = activity.idle(timeout) => {
+            debug!(%remote, "http connection idle for {timeout:?}: shutting it down");
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 
