@@ -164,16 +164,36 @@ impl Stats {
 }
 
 /// The video codec of the stream at `endpoint` when it is VP8, VP9, AV1 or
-/// H.265, asked with one throw-away WHEP session that offers those four (and
-/// Opus) and is closed at once. `None` for H.264 (the default offer), a
-/// stream without video, or a failed POST (the viewers then report why).
+/// H.265. A throw-away WHEP session with the default offer (H.264 + Opus)
+/// comes first, closed at once: if its answer accepts the video m-line the
+/// stream is H.264 and `None` is returned, so a server log shows no refused
+/// probe for the common case. Refused (e.g. `422`) or answered without
+/// video, a second one offers VP8, VP9, AV1 and H.265 (and Opus). `None`
+/// also for a stream without video or when both fail (the viewers then
+/// report why).
 ///
-/// One probe, not one offer of all codecs: `sfu::client` gives H.264 and
+/// Two probes, not one offer of all codecs: `sfu::client` gives H.264 and
 /// VP8/VP9/H.265 the same payload type numbers (96..103), so one offer
 /// cannot carry H.264 with them.
-pub async fn probe_video_codec(endpoint: &str, mut opts: Options) -> Option<Codec> {
+pub async fn probe_video_codec(endpoint: &str, opts: Options) -> Option<Codec> {
     use sfu::client::Track as T;
-    opts.tracks = vec![T::Opus, T::Vp8, T::Vp9, T::Av1, T::H265];
+    if let Some(Some(_)) = probe(endpoint, opts.clone()).await {
+        return None;
+    }
+    let others = Options {
+        tracks: vec![T::Opus, T::Vp8, T::Vp9, T::Av1, T::H265],
+        ..opts
+    };
+    probe(endpoint, others)
+        .await
+        .flatten()
+        .filter(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::H265))
+}
+
+/// One throw-away WHEP session with `opts`: `Some(its answer's video
+/// codec)` when accepted (closed at once), `None` when refused or not
+/// answered within [`JOIN_TIMEOUT`].
+async fn probe(endpoint: &str, opts: Options) -> Option<Option<Codec>> {
     let s = match tokio::time::timeout(JOIN_TIMEOUT, Session::play(endpoint, opts)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -187,7 +207,7 @@ pub async fn probe_video_codec(endpoint: &str, mut opts: Options) -> Option<Code
     };
     let codec = answer_video_codec(&s.answer);
     let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
-    codec.filter(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::H265))
+    Some(codec)
 }
 
 /// The codec of the first accepted (port not 0) video m-line of an SDP

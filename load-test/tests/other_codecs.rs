@@ -1,8 +1,9 @@
 //! `load-test run --whep` against a stream someone else publishes in VP8,
 //! VP9, AV1 or H.265, video only (an H.264 + Opus offer is refused with 422): a
 //! probe learns the codec, every viewer joins, receives video and completes
-//! a first key frame (TTFF). An H.264 + Opus stream (the probe's answer
-//! then carries audio only) keeps the H.264 offer. The publisher sends
+//! a first key frame (TTFF). H.264 streams, with and without Opus, keep the
+//! H.264 offer, and the probe of an H.264 stream is never refused (no `422`
+//! in the server's log). The publisher sends
 //! synthetic payloads with valid RTP payload descriptors (the server
 //! forwards, it never decodes).
 
@@ -120,6 +121,19 @@ async fn publish(url: String, track: Track, audio: bool, stop: Arc<AtomicBool>) 
     let _ = tokio::time::timeout(Duration::from_secs(3), s.close()).await;
 }
 
+/// The server's count of POSTs refused with 422 (`/metrics`).
+async fn refused_422(base: &str) -> u64 {
+    let url = sfu::client::http::Url::parse(&format!("{base}/metrics")).unwrap();
+    let r = sfu::client::http::request("GET", &url, &[], None)
+        .await
+        .unwrap();
+    r.body
+        .lines()
+        .find(|l| l.starts_with("sfu_sessions_refused_total{status=\"422\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_of_streams_someone_else_publishes() {
     let base = common::start_sfu(Default::default()).await;
@@ -132,12 +146,14 @@ async fn viewers_of_streams_someone_else_publishes() {
         ("av1", Track::Av1, false),
         ("h265", Track::H265, false),
         ("h264", Track::H264(0x42e01f), true),
+        ("h264-video", Track::H264(0x42e01f), false),
     ] {
         let stop = Arc::new(AtomicBool::new(false));
         let url = format!("{base}/whip/{name}");
         let publisher = tokio::spawn(publish(url, track, audio, stop.clone()));
         // Let the stream go live (the WHEP side answers 409 until then).
         tokio::time::sleep(Duration::from_millis(1500)).await;
+        let refused_before = refused_422(&base).await;
         let json = dir.join(format!("{name}.json"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_load-test"));
         cmd.args(["run", "--whep"])
@@ -181,10 +197,16 @@ async fn viewers_of_streams_someone_else_publishes() {
             v["ttff_ms"]["p99"].as_f64().is_some_and(|t| t > 0.0),
             "{name}: TTFF measured (a complete key frame): {v:#}"
         );
+        let h264 = name.starts_with("h264");
+        assert_eq!(
+            refused_422(&base).await - refused_before,
+            u64::from(!h264),
+            "{name}: only the H.264 probe of a stream in another codec is refused"
+        );
         let label = name.to_ascii_uppercase().replace("H265", "H.265");
         assert_eq!(
             stderr.contains(&format!("video is {label}")),
-            name != "h264",
+            !h264,
             "{name}: the probe names VP8, VP9, AV1 or H.265 (H.264 is the default):\n{stderr}"
         );
         assert!(
