@@ -1,5 +1,6 @@
-# Builds the sfu, whip-ingest and load-test binaries; the runtime image has
-# only the binaries and CA certificates.
+# Builds the sfu, whip-ingest and load-test binaries (rust:bookworm has
+# libssl-dev); the runtime image has only the binaries, CA certificates and
+# OpenSSL 3 (DTLS for RSA publishers).
 #   docker build -t whip-whep-sfu .
 #   docker run --network host whip-whep-sfu sfu --help
 FROM rust:1-bookworm AS build
@@ -10,7 +11,7 @@ RUN cargo build --release --locked -p sfu -p whip-ingest -p load-test \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/sfu /src/target/release/whip-ingest /src/target/release/load-test /usr/local/bin/
 COPY sfu/sfu.toml /etc/sfu/sfu.toml

@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=never
 echo "== installing system packages"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  ca-certificates build-essential cmake perl pkg-config iproute2 ffmpeg \
+  ca-certificates build-essential cmake perl pkg-config libssl-dev iproute2 ffmpeg \
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice \
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \

@@ -3,8 +3,9 @@
 webrtcbin is set up the way GStreamer WHIP clients (simple-whip-client,
 whipsink) set it up: bundle-policy max-bundle. Two stock-GStreamer details
 are exercised by their own tests: the `a=bundle-only` audio m-line that
-max-bundle produces, and GStreamer's default RSA DTLS certificate (the other
-tests give webrtcbin an ECDSA certificate, as browsers use)."""
+max-bundle produces, and GStreamer's default RSA DTLS certificate, as a
+publisher (works) and as a viewer (strict xfail) (the other tests give
+webrtcbin an ECDSA certificate, as browsers use)."""
 
 import os
 
@@ -87,20 +88,33 @@ def test_gstreamer_max_compat_audio(sfu, clients, gst_python):
                       "test_gstreamer_max_compat_audio")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation: str0m 0.25's DTLS stack (dimpl 0.9) accepts only ECDSA peer certificates; "
-    "GStreamer's dtls elements default to RSA, so stock webrtcbin/whipsink cannot complete DTLS. "
-    "strict: this test turns red (XPASS) the day it starts working"))
 def test_gstreamer_default_rsa_certificate(sfu, clients, gst_python):
-    """Stock webrtcbin uses an RSA 2048 DTLS certificate; a WHIP server must
-    complete DTLS with it (simple-whip-client / whipsink use exactly that)."""
-    env = {**os.environ, "GST_DTLS_RSA": "1"}
-    pub = clients("gst-publisher-rsa", gst_publish_argv(gst_python, sfu.url("whip", "rsa"), duration=8,
-                                                        extra=["--connect-timeout", "6"]), env=env)
-    live = pub.wait_event("live", 10)
-    res = pub.finish(timeout=20) if not live else {"ok": True}
-    record("test_gstreamer_default_rsa_certificate", client="gstreamer-publisher", live=bool(live),
-           error=res.get("errors"))
-    assert live, (f"GStreamer publisher with its default RSA certificate never connected: {res}\n"
-                  f"--- sfu (DTLS lines) ---\n"
-                  + "".join(ln for ln in sfu.log_tail(400).splitlines(True) if "DTLS" in ln or "dtls" in ln))
+    """Stock webrtcbin publishes with an RSA 2048 DTLS certificate
+    (simple-whip-client, whipsink, whipclientsink use exactly that): the
+    server completes DTLS with it (OpenSSL for publishers; dimpl, str0m's own
+    stack, accepts only ECDSA) and a viewer decodes the stream, so the SRTP
+    keys agree."""
+    stream = "rsa"
+    pub, entry = _publish(sfu, clients, gst_python, stream, env={**os.environ, "GST_DTLS_RSA": "1"})
+    viewer = clients("gst-viewer", gst_play_argv(gst_python, sfu.url("whep", stream), duration=3))
+    res = viewer.finish(timeout=40)
+    record("test_gstreamer_default_rsa_certificate", client="gstreamer-publisher-rsa", codecs=entry["codecs"],
+           **{k: res.get(k) for k in ("ok", "frames", "ttff_ms", "error")})
+    assert res.get("ok") and res.get("frames", 0) >= 20, (
+        f"viewer of the RSA publisher: {res}\n{viewer.log_tail()}\n--- sfu ---\n{sfu.log_tail()}")
+    assert pub.proc.poll() is None, f"publisher ended early: {pub.finish(1)}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation: viewers' DTLS is dimpl (str0m 0.25's own stack), which accepts only ECDSA peer "
+    "certificates, so a stock webrtcbin viewer (whepsrc, RSA 2048) cannot complete DTLS; OpenSSL, which "
+    "publishers use, costs ~55 KiB more per session. strict: this test turns red (XPASS) the day it works"))
+def test_gstreamer_default_rsa_certificate_play(sfu, clients, gst_python):
+    stream = "rsaplay"
+    _publish(sfu, clients, gst_python, stream)
+    viewer = clients("gst-viewer-rsa", gst_play_argv(gst_python, sfu.url("whep", stream), duration=3),
+                     env={**os.environ, "GST_DTLS_RSA": "1"})
+    res = viewer.finish(timeout=40)
+    record("test_gstreamer_default_rsa_certificate_play", client="gstreamer-viewer-rsa",
+           **{k: res.get(k) for k in ("ok", "frames", "error")})
+    assert res.get("ok") and res.get("frames", 0) >= 20, f"RSA viewer: {res}"

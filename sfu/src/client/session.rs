@@ -359,7 +359,7 @@ impl Session {
         let socket = bind_udp(SocketAddr::new(opts.bind_ip, 0))?;
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new()
-            .set_crypto_provider(crate::dtls::crypto_provider())
+            .set_crypto_provider(crate::dtls::crypto_provider(crate::dtls::Backend::Dimpl))
             .set_rtp_mode(true)
             .clear_codecs();
         let mut kinds = Vec::new();
