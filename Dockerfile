@@ -1,6 +1,6 @@
 # Builds the sfu, whip-ingest and load-test binaries (rust:bookworm has
 # libssl-dev); the runtime image has only the binaries, CA certificates and
-# OpenSSL 3 (DTLS for RSA publishers).
+# OpenSSL 3 (DTLS with OpenSSL peers, e.g. GStreamer's RSA certificates).
 #   docker build -t whip-whep-sfu .
 #   docker run --network host whip-whep-sfu sfu --help
 FROM rust:1-bookworm AS build

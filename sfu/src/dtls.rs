@@ -1,11 +1,12 @@
 //! DTLS for every session (RFC 5764 DTLS-SRTP), by [`Backend`]:
-//! - viewers and our own client: str0m's own backend (dimpl with aws-lc-rs),
-//!   except that the dimpl `Config` is built once per MTU and shared,
-//!   instead of once per session;
-//! - publishers: OpenSSL ([`ossl`]), which also completes DTLS with a peer
-//!   whose certificate is RSA (GStreamer's default), as dimpl does not. It
-//!   costs ≈ 55 KiB more per session than dimpl (measured: 300 sessions),
-//!   so the fan-out side keeps dimpl.
+//! - str0m's own backend (dimpl with aws-lc-rs), except that the dimpl
+//!   `Config` is built once per MTU and shared, instead of once per session:
+//!   our own client, and every server session whose peer is not OpenSSL;
+//! - OpenSSL ([`ossl`]) for server sessions whose peer's ClientHello comes
+//!   from OpenSSL ([`auto`], [`hello`]): GStreamer's webrtcbin signs with an
+//!   RSA certificate by default, which dimpl refuses. OpenSSL costs ≈ 54 KiB
+//!   more per session than dimpl (measured: 300 sessions), so browsers and
+//!   other ECDSA peers, the bulk of a fan-out, keep dimpl.
 //!
 //! Building a dimpl `Config` validates its crypto provider, which signs and
 //! verifies test messages (one of them ECDSA P-384). str0m-aws-lc-rs 0.7
@@ -14,6 +15,8 @@
 //! server's core. A `Config` holds no per-connection state (dimpl takes it
 //! as `Arc<Config>`), so one serves every session.
 
+pub mod auto;
+pub mod hello;
 pub mod ossl;
 
 use std::sync::{Arc, Mutex};
@@ -28,8 +31,9 @@ use str0m::crypto::{CryptoError, CryptoProvider};
 pub enum Backend {
     /// dimpl (ECDSA peer certificates only), shared config: [`SharedConfigDtls`].
     Dimpl,
-    /// OpenSSL (RSA or ECDSA peer certificates): [`ossl::OpensslDtls`].
-    OpenSsl,
+    /// dimpl, or OpenSSL (RSA or ECDSA peer certificates) when the peer's
+    /// ClientHello comes from OpenSSL: [`auto::AutoDtls`].
+    Auto,
 }
 
 /// str0m's default crypto provider (SRTP, STUN HMAC, hashes: aws-lc-rs) with
@@ -37,14 +41,18 @@ pub enum Backend {
 /// `RtcConfig` of this process.
 pub fn crypto_provider(backend: Backend) -> Arc<CryptoProvider> {
     static DIMPL_PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    static OSSL_PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
     static DIMPL: SharedConfigDtls = SharedConfigDtls {
         configs: Mutex::new(Vec::new()),
     };
+    static AUTO_PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
     static OSSL: ossl::OpensslDtls = ossl::OpensslDtls::new();
+    static AUTO: auto::AutoDtls = auto::AutoDtls {
+        dimpl: &DIMPL,
+        openssl: &OSSL,
+    };
     let (cell, dtls): (_, &'static dyn DtlsProvider) = match backend {
         Backend::Dimpl => (&DIMPL_PROVIDER, &DIMPL),
-        Backend::OpenSsl => (&OSSL_PROVIDER, &OSSL),
+        Backend::Auto => (&AUTO_PROVIDER, &AUTO),
     };
     cell.get_or_init(|| {
         let mut p = str0m::crypto::from_feature_flags();

@@ -54,8 +54,8 @@ pub fn needs_rtx_cap(loss: Option<f32>, nacks: u64, packets: u64) -> bool {
         || (packets > 0 && nacks as f32 / packets as f32 >= RTX_CAP_LOSS)
 }
 
-/// The shared DTLS configuration ([`crate::dtls`]: OpenSSL for publishers,
-/// so RSA peer certificates work; dimpl for viewers), RTP mode (we forward
+/// The shared DTLS configuration ([`crate::dtls`]: dimpl, or OpenSSL for
+/// OpenSSL peers, whose certificate may be RSA), RTP mode (we forward
 /// packets, never frames), the stats interval, no
 /// codecs yet (the caller adds the chosen ones), and per role:
 /// - publishers and simulcast viewers: str0m's standard header extensions,
@@ -68,12 +68,8 @@ pub fn needs_rtx_cap(loss: Option<f32>, nacks: u64, packets: u64) -> bool {
 ///   it sends them (≈ 90 KiB per viewer in str0m's send register), writes
 ///   those extensions, nor receives and parses their feedback.
 pub fn base(role: RtcRole) -> RtcConfig {
-    let dtls = match role {
-        RtcRole::Publisher => crate::dtls::Backend::OpenSsl,
-        RtcRole::Viewer { .. } => crate::dtls::Backend::Dimpl,
-    };
     let mut cfg = RtcConfig::new()
-        .set_crypto_provider(crate::dtls::crypto_provider(dtls))
+        .set_crypto_provider(crate::dtls::crypto_provider(crate::dtls::Backend::Auto))
         .set_rtp_mode(true)
         .set_stats_interval(Some(crate::stats::STATS_INTERVAL))
         .clear_codecs();

@@ -4,12 +4,10 @@ webrtcbin is set up the way GStreamer WHIP clients (simple-whip-client,
 whipsink) set it up: bundle-policy max-bundle. Two stock-GStreamer details
 are exercised by their own tests: the `a=bundle-only` audio m-line that
 max-bundle produces, and GStreamer's default RSA DTLS certificate, as a
-publisher (works) and as a viewer (strict xfail) (the other tests give
-webrtcbin an ECDSA certificate, as browsers use)."""
+publisher and as a viewer (the other tests give webrtcbin an ECDSA
+certificate, as browsers use)."""
 
 import os
-
-import pytest
 
 from harness import gst_play_argv, gst_publish_argv, record, ttff
 
@@ -91,9 +89,9 @@ def test_gstreamer_max_compat_audio(sfu, clients, gst_python):
 def test_gstreamer_default_rsa_certificate(sfu, clients, gst_python):
     """Stock webrtcbin publishes with an RSA 2048 DTLS certificate
     (simple-whip-client, whipsink, whipclientsink use exactly that): the
-    server completes DTLS with it (OpenSSL for publishers; dimpl, str0m's own
-    stack, accepts only ECDSA) and a viewer decodes the stream, so the SRTP
-    keys agree."""
+    server completes DTLS with it (OpenSSL, chosen from the ClientHello;
+    dimpl, str0m's own stack, accepts only ECDSA) and a viewer decodes the
+    stream, so the SRTP keys agree."""
     stream = "rsa"
     pub, entry = _publish(sfu, clients, gst_python, stream, env={**os.environ, "GST_DTLS_RSA": "1"})
     viewer = clients("gst-viewer", gst_play_argv(gst_python, sfu.url("whep", stream), duration=3))
@@ -105,11 +103,9 @@ def test_gstreamer_default_rsa_certificate(sfu, clients, gst_python):
     assert pub.proc.poll() is None, f"publisher ended early: {pub.finish(1)}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation: viewers' DTLS is dimpl (str0m 0.25's own stack), which accepts only ECDSA peer "
-    "certificates, so a stock webrtcbin viewer (whepsrc, RSA 2048) cannot complete DTLS; OpenSSL, which "
-    "publishers use, costs ~55 KiB more per session. strict: this test turns red (XPASS) the day it works"))
 def test_gstreamer_default_rsa_certificate_play(sfu, clients, gst_python):
+    """The same on the WHEP side: a stock webrtcbin viewer (whepsrc) with its
+    default RSA certificate decodes the stream."""
     stream = "rsaplay"
     _publish(sfu, clients, gst_python, stream)
     viewer = clients("gst-viewer-rsa", gst_play_argv(gst_python, sfu.url("whep", stream), duration=3),

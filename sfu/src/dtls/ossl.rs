@@ -61,7 +61,7 @@ impl OpensslDtls {
     }
 
     /// The context for `cert`, built on first use.
-    fn context(&self, cert: &DtlsCert) -> Result<SslContext, CryptoError> {
+    pub(crate) fn context(&self, cert: &DtlsCert) -> Result<SslContext, CryptoError> {
         let mut contexts = self.contexts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, c)) = contexts.iter().find(|(der, _)| *der == cert.certificate) {
             return Ok(c.clone());
@@ -459,37 +459,38 @@ impl DtlsInstance for Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+/// A self-signed RSA 2048 certificate, as GStreamer's DTLS elements make.
+pub(crate) fn rsa_cert() -> DtlsCert {
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
     use openssl::hash::MessageDigest;
     use openssl::rsa::Rsa;
     use openssl::x509::X509NameBuilder;
-
-    /// A self-signed RSA 2048 certificate, as GStreamer's DTLS elements make.
-    fn rsa_cert() -> DtlsCert {
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "gst").unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
-            .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        DtlsCert {
-            certificate: b.build().to_der().unwrap(),
-            private_key: key.private_key_to_der().unwrap(),
-        }
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "gst").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    DtlsCert {
+        certificate: b.build().to_der().unwrap(),
+        private_key: key.private_key_to_der().unwrap(),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     enum Out {
         Packet(Vec<u8>),
