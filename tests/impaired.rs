@@ -370,6 +370,37 @@ async fn measure() {
             false,
         ),
     ];
+    let both = |b: Vec<(Duration, Duration)>| Impairment {
+        blackouts: b,
+        ..Default::default()
+    };
+    let mut scen = scen;
+    scen.push((
+        "blackout8",
+        both(vec![(ms(1000), ms(8000))]),
+        both(vec![(ms(1000), ms(8000))]),
+        false,
+    ));
+    scen.push((
+        "bursts300mid",
+        both(vec![
+            (ms(1000), ms(300)),
+            (ms(3000), ms(300)),
+            (ms(5000), ms(300)),
+        ]),
+        Impairment::default(),
+        false,
+    ));
+    scen.push((
+        "bursts150mid",
+        both(vec![
+            (ms(1000), ms(150)),
+            (ms(3000), ms(150)),
+            (ms(5000), ms(150)),
+        ]),
+        Impairment::default(),
+        false,
+    ));
     for (name, d, u, p) in scen {
         if !which.is_empty() && !which.split(',').any(|w| w == name) {
             continue;
