@@ -44,10 +44,13 @@ pub struct Impairment {
     pub seed: u64,
     /// Deterministic reordering: the first `hold_au_start` RTP packets of
     /// every access unit (new RTP timestamp on an SSRC) are held and sent
-    /// right after the next packet of that SSRC (so a keyframe's SPS and PPS
-    /// arrive after its first IDR packet). Applies to paths without delay,
-    /// jitter or cap.
+    /// until [`hold_au_pass`](Self::hold_au_pass) later packets of it have
+    /// passed (so a keyframe's SPS and PPS arrive after its first IDR
+    /// packet). Applies to paths without delay, jitter or cap.
     pub hold_au_start: usize,
+    /// How many later packets of the access unit pass before the held ones
+    /// (0 counts as 1).
+    pub hold_au_pass: usize,
 }
 
 /// Counters of one direction of one client's path.
@@ -78,8 +81,9 @@ struct Path {
     rng: u64,
     next_free: Option<Instant>,
     stats: PathStats,
-    /// `hold_au_start`: per SSRC, the last RTP timestamp and the packets held.
-    held: HashMap<u32, (u32, Vec<Vec<u8>>)>,
+    /// `hold_au_start`: per SSRC, the last RTP timestamp, the packets held
+    /// and how many passed them.
+    held: HashMap<u32, (u32, Vec<Vec<u8>>, usize)>,
 }
 
 impl Path {
@@ -184,18 +188,23 @@ impl Path {
             return vec![data];
         };
         let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-        let (last_ts, held) = self.held.entry(ssrc).or_default();
+        let pass = self.imp.hold_au_pass.max(1);
+        let (last_ts, held, passed) = self.held.entry(ssrc).or_default();
         let mut out = Vec::new();
         if ts != *last_ts {
             // A new access unit: whatever is still held goes first.
             out.append(held);
             *last_ts = ts;
+            *passed = 0;
             held.push(data);
-        } else if held.len() < n && !held.is_empty() {
+        } else if held.len() < n && *passed == 0 {
             held.push(data);
         } else {
             out.push(data);
-            out.append(held);
+            *passed += 1;
+            if *passed >= pass {
+                out.append(held);
+            }
         }
         out
     }

@@ -427,42 +427,39 @@ fn video_ssrc(answer: &str) -> Option<u32> {
         .next_back()
 }
 
-/// A publisher whose path reorders every access unit (its first two packets,
-/// for a keyframe the SPS and PPS, arrive after the third, the first IDR
-/// slice packet); a viewer joins mid-GOP without GOP cache, so it starts at
-/// such a keyframe. The server must send it that keyframe whole, SPS and PPS
-/// included (they get sequence numbers below the IDR's), and every packet
-/// after it: the relay's record of what the server sent the viewer is
+/// A publisher whose path reorders every access unit (its first `hold`
+/// packets arrive after the next `pass` ones); a viewer joins mid-GOP, so it
+/// starts at such a keyframe: from the GOP cache (`gop`), or at the next
+/// keyframe. Returns the packets (index from its keyframe's first packet,
+/// the SPS) the server never sent the viewer, from the keyframe it started
+/// at to the end of the clip's last frame but one (whose first packets stay
+/// held); judged by the relay's record of what the server sent the viewer,
 /// compared with the clip (our client, like str0m, drops packets older than
 /// the first it saw, so it cannot show the parameter sets itself).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyframe_reordered_on_the_publisher_path_reaches_a_joining_viewer_whole() {
+async fn reordered_keyframe_missing(gop: bool, hold: usize, pass: usize) -> Vec<usize> {
     let clip = e2e::clip(4);
     let mut cfg = Config {
         workers: 1,
         rate_limit: 0.0,
         ..Config::default()
     };
-    cfg.gop.enabled = false;
+    cfg.gop.enabled = gop;
     let (base, relay) = start_server_behind_relay(cfg).await;
     let mut publisher = Session::publish(&format!("{base}/whip/r"), opts(IMPAIRED))
         .await
         .unwrap();
     publisher.wait_connected(CONNECT).await.unwrap();
     let up = Impairment {
-        hold_au_start: 2,
+        hold_au_start: hold,
+        hold_au_pass: pass,
         ..Impairment::default()
     };
     relay.impair(IpAddr::from(IMPAIRED), Impairment::default(), up);
-    let publishing = {
-        let base = base.clone();
-        tokio::spawn(async move {
-            publish_clip(&publisher, clip).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            drop(base);
-            publisher
-        })
-    };
+    let publishing = tokio::spawn(async move {
+        publish_clip(&publisher, clip).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        publisher
+    });
     tokio::time::sleep(Duration::from_millis(1400)).await;
     let mut viewer = Session::play(&format!("{base}/whep/r"), opts(CLEAN))
         .await
@@ -503,8 +500,6 @@ async fn keyframe_reordered_on_the_publisher_path_reaches_a_joining_viewer_whole
         start_frame > 0,
         "the viewer joined after the first keyframe"
     );
-    // Every packet from that keyframe's first (its SPS) to the end of the
-    // last frame but one (the last frame's first packets stay held).
     let from = flat.iter().position(|(f, _)| *f == start_frame).unwrap();
     let to = flat
         .iter()
@@ -518,15 +513,35 @@ async fn keyframe_reordered_on_the_publisher_path_reaches_a_joining_viewer_whole
         .iter()
         .copied()
         .collect();
-    let missing: Vec<usize> = (from..to)
-        .filter(|i| !sent.contains(&((*i as i64 + offset) as u16)))
-        .map(|i| i - from)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "the server never sent the viewer these packets of its first keyframe's GOP and after \
-         (index from the keyframe's first packet): {missing:?}"
-    );
     viewer.abandon();
     publisher.abandon();
+    (from..to)
+        .filter(|i| !sent.contains(&((*i as i64 + offset) as u16)))
+        .map(|i| i - from)
+        .collect()
+}
+
+/// The keyframe's SPS and PPS arrive after its first IDR packet: they are
+/// sent below it (`forward::Rewrite`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_parameter_sets_arriving_late_reach_a_joining_viewer() {
+    let missing = reordered_keyframe_missing(false, 2, 1).await;
+    assert!(missing.is_empty(), "never sent: {missing:?}");
+}
+
+/// The keyframe's PPS arrives before its first IDR packet, its SPS after:
+/// the PPS, dropped while the viewer waited, is sent once it starts
+/// (`forward::AccessUnitHold`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_packets_arriving_before_its_detected_start_reach_a_joining_viewer() {
+    let missing = reordered_keyframe_missing(false, 1, 2).await;
+    assert!(missing.is_empty(), "never sent: {missing:?}");
+}
+
+/// As above, for a viewer started from the GOP cache (`forward::GopCache`
+/// keeps the packets of the keyframe's access unit that came first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_packets_arriving_before_its_detected_start_are_in_the_gop_cache() {
+    let missing = reordered_keyframe_missing(true, 1, 2).await;
+    assert!(missing.is_empty(), "never sent: {missing:?}");
 }

@@ -464,6 +464,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>) -> Re
             resend,
             video,
             replay: Replay::Off,
+            held: Default::default(),
             gate: Default::default(),
             auto: Default::default(),
             vp8: (pub_tracks[*ti].codec == str0m::format::Codec::Vp8).then(Default::default),
