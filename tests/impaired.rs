@@ -17,9 +17,14 @@ const IMPAIRED: [u8; 4] = [127, 0, 0, 5];
 /// A second, unimpaired viewer's address.
 const CLEAN: [u8; 4] = [127, 0, 0, 6];
 
+/// Options of a client on `ip`. Its host candidate names an address nothing
+/// listens on, so the server reaches it only through the relay (on loopback
+/// the server's own ICE checks would otherwise find the direct path, and
+/// switch to it when the relayed one fails).
 fn opts(ip: [u8; 4]) -> Options {
     Options {
         bind_ip: IpAddr::from(ip),
+        advertise_ip: Some(IpAddr::from([127, 0, 0, 9])),
         ..Options::default()
     }
 }
@@ -544,4 +549,94 @@ async fn keyframe_packets_arriving_before_its_detected_start_reach_a_joining_vie
 async fn keyframe_packets_arriving_before_its_detected_start_are_in_the_gop_cache() {
     let missing = reordered_keyframe_missing(true, 1, 2).await;
     assert!(missing.is_empty(), "never sent: {missing:?}");
+}
+
+/// Blackout of one viewer (both directions) from 2.5 s for `SECS` (env,
+/// default 8): when its video is decodable again, whether its session
+/// survives (`/api/streams` viewers, polled each second), and the clean
+/// viewer's arrival spread. Prints figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints figures, `SECS=8 cargo test -p e2e --test impaired measure_blackout -- --ignored --nocapture`"]
+async fn measure_blackout() {
+    let secs: u64 = std::env::var("SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let clip = clip_gop(secs as u32 + 8, 60);
+    let (base, relay) = start_server_behind_relay(Config {
+        workers: 1,
+        rate_limit: 0.0,
+        ..Config::default()
+    })
+    .await;
+    let mut publisher = Session::publish(&format!("{base}/whip/b"), opts([127, 0, 0, 1]))
+        .await
+        .unwrap();
+    publisher.wait_connected(CONNECT).await.unwrap();
+    let mut clean = Session::play(&format!("{base}/whep/b"), opts(CLEAN))
+        .await
+        .unwrap();
+    clean.wait_connected(CONNECT).await.unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/b"), opts(IMPAIRED))
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    let out = Duration::from_secs(secs);
+    let b = Impairment {
+        blackouts: vec![(Duration::from_millis(2500), out)],
+        ..Impairment::default()
+    };
+    relay.impair(IpAddr::from(IMPAIRED), b.clone(), b);
+    let t0 = tokio::time::Instant::now();
+    let publishing = tokio::spawn(async move {
+        publish_clip(&publisher, clip).await;
+        publisher
+    });
+    let mut counts = Vec::new();
+    while !publishing.is_finished() {
+        let api = get_json(&base, "/api/streams/b").await;
+        counts.push((
+            t0.elapsed().as_secs(),
+            api["viewer_sessions"].as_array().map_or(0, |v| v.len()),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (mut a, mut v) = (Vec::new(), Vec::new());
+    drain(&mut clean, &mut a);
+    let mut closed = None;
+    while let Ok(ev) = viewer.events.try_recv() {
+        match ev {
+            ClientEvent::Rtp(r) => v.push(r),
+            ClientEvent::Closed(why) => closed = Some(why),
+            _ => {}
+        }
+    }
+    let o = outcome(clip, &v, 0);
+    let oc = outcome(clip, &a, 0);
+    // First decodable frame after the blackout, from the viewer's payloads.
+    let end_frame = (2500 + secs * 1000) as usize * 30 / 1000;
+    eprintln!(
+        "blackout {secs} s: viewer {o:?}\n  clean {oc:?}\n  viewer sessions over time {counts:?}\n  viewer closed: {closed:?}\n  frames after the blackout end (frame {end_frame}): {} decodable of {}",
+        o.decodable.saturating_sub(75),
+        clip.video.len() - end_frame
+    );
+    // Clean viewer: arrival spread of frames' first packets against the clip clock.
+    let mut first_at: HashMap<u32, tokio::time::Instant> = HashMap::new();
+    for r in a.iter().filter(|r| r.kind == MediaKind::Video) {
+        first_at.entry(r.ts).or_insert(r.at.into());
+    }
+    let mut lag: Vec<i64> = first_at
+        .iter()
+        .map(|(ts, at)| at.duration_since(t0).as_millis() as i64 - (*ts as i64 / 90))
+        .collect();
+    lag.sort_unstable();
+    if let (Some(lo), Some(hi)) = (lag.first(), lag.last()) {
+        eprintln!(
+            "  clean viewer frame arrival spread {} ms (p50 {} ms above min)",
+            hi - lo,
+            lag[lag.len() / 2] - lo
+        );
+    }
+    assert_eq!(oc.got, oc.expected, "the clean viewer gets everything");
 }
