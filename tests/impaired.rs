@@ -8,6 +8,7 @@ use sfu::client::{ClientEvent, Options, Received, Session};
 use sfu::config::Config;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use str0m::media::MediaKind;
 
@@ -639,4 +640,145 @@ async fn measure_blackout() {
         );
     }
     assert_eq!(oc.got, oc.expected, "the clean viewer gets everything");
+}
+
+/// A simulcast publisher (rids h/m/l at ≈ 1.5 Mbit/s, 400 and 120 kbit/s)
+/// and two viewers that POST before the publisher's first packet (so before
+/// any layer has been seen), one behind a 500 kbit/s cap (200 ms drop-tail
+/// queue). The capped viewer's session must be set up for simulcast
+/// (bandwidth estimation: transport-wide sequence numbers negotiated) and
+/// end on a lower layer. Prints, second by second, each viewer's layer and
+/// loss (`/api/streams`) and the cap's drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_viewer_joining_before_the_first_layer_packet_adapts_to_a_cap() {
+    const RIDS: [&str; 3] = ["h", "m", "l"];
+    let layers = [
+        e2e::clip_sized(16, 60, 640, 360, 1500),
+        e2e::clip_sized(16, 60, 320, 180, 400),
+        e2e::clip_sized(16, 60, 160, 90, 120),
+    ];
+    let (base, relay) = start_server_behind_relay(Config {
+        workers: 1,
+        rate_limit: 0.0,
+        ..Config::default()
+    })
+    .await;
+    let popts = Options {
+        tracks: vec![sfu::client::Track::H264(0x42e01f)],
+        ..opts([127, 0, 0, 1])
+    };
+    let mut publisher = Session::publish_simulcast(&format!("{base}/whip/sc"), popts, &RIDS)
+        .await
+        .unwrap();
+    publisher.wait_connected(CONNECT).await.unwrap();
+    let mut clean = Session::play(&format!("{base}/whep/sc"), opts(CLEAN))
+        .await
+        .unwrap();
+    clean.wait_connected(CONNECT).await.unwrap();
+    let mut viewer = Session::play(&format!("{base}/whep/sc"), opts(IMPAIRED))
+        .await
+        .unwrap();
+    viewer.wait_connected(CONNECT).await.unwrap();
+    if std::env::var("SHOWSDP").is_ok() {
+        eprintln!("PUB {}\nVIEW {}", publisher.answer, viewer.answer);
+    }
+    relay.impair(
+        IpAddr::from(IMPAIRED),
+        Impairment {
+            rate_bps: Some(500_000),
+            ..Impairment::default()
+        },
+        Impairment::default(),
+    );
+    let publisher = Arc::new(publisher);
+    let p2 = publisher.clone();
+    let sending = tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let frames = layers.iter().map(|c| c.video.len()).min().unwrap();
+        for i in 0..frames {
+            tokio::time::sleep_until(start + Duration::from_micros(i as u64 * 33_333)).await;
+            for (li, clip) in layers.iter().enumerate() {
+                let (ts, _, payloads) = &clip.video[i];
+                let n = payloads.len();
+                for (k, p) in payloads.iter().enumerate() {
+                    p2.send_layer(
+                        RIDS[li],
+                        sfu::client::OutPacket {
+                            kind: MediaKind::Video,
+                            ts: ts.wrapping_add(li as u32 * 1_000_000),
+                            marker: k + 1 == n,
+                            payload: p.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    });
+    let t0 = tokio::time::Instant::now();
+    let mut timeline = Vec::new();
+    while !sending.is_finished() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let api = get_json(&base, "/api/streams/sc").await;
+        let l: Vec<String> = api["viewer_sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| format!("{}:{}", v["layer"], v["loss"]))
+            .collect();
+        let (d, _) = relay.stats(IpAddr::from(IMPAIRED));
+        timeline.push((t0.elapsed().as_secs(), l, d.lost_queue));
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    drain(&mut clean, &mut a);
+    drain(&mut viewer, &mut b);
+    // Payload → layer.
+    let mut map: HashMap<&[u8], usize> = HashMap::new();
+    for (li, c) in layers.iter().enumerate() {
+        for (_, _, ps) in &c.video {
+            for p in ps {
+                map.insert(&p[..], li);
+            }
+        }
+    }
+    let per_layer = |rx: &[Received]| {
+        let mut n = [0usize; 3];
+        for r in rx.iter().filter(|r| r.kind == MediaKind::Video) {
+            if let Some(l) = map.get(&r.payload[..]) {
+                n[*l] += 1;
+            }
+        }
+        n
+    };
+    let m = Metrics::fetch(&base).await;
+    // The capped viewer's last 4 s of video: no packet of the top layer.
+    let end = b
+        .iter()
+        .map(|r| r.at)
+        .max()
+        .expect("the capped viewer got video");
+    let late: Vec<&Received> = b
+        .iter()
+        .filter(|r| r.kind == MediaKind::Video && end.duration_since(r.at) < Duration::from_secs(4))
+        .collect();
+    let top = late
+        .iter()
+        .filter(|r| map.get(&r.payload[..]) == Some(&0))
+        .count();
+    assert!(
+        !late.is_empty() && top == 0,
+        "the capped viewer still gets the top layer at the end: {top} of {} packets",
+        late.len()
+    );
+    assert!(
+        viewer.answer.contains("transport-wide-cc"),
+        "the viewer's session estimates its bandwidth: {}",
+        viewer.answer
+    );
+    eprintln!(
+        "simulcast cap 500k: timeline (s, [layer:loss per viewer], queue drops) {timeline:?}\n  packets per layer h/m/l: clean {:?} capped {:?}\n  layer switches {} kf requests {}",
+        per_layer(&a),
+        per_layer(&b),
+        m.get("sfu_layer_switches_total"),
+        m.get("sfu_keyframe_requests_total{kind=\"pli\"}"),
+    );
 }

@@ -265,6 +265,13 @@ pub fn whip_post(app: &App, stream: &str, body: &str) -> Resp {
             }
         }
     };
+    publication.layers.set_offered(
+        tracks
+            .iter()
+            .find(|t| t.kind == MediaKind::Video)
+            .and_then(|t| offer.media.get(t.mline))
+            .map_or(0, |m| m.rids),
+    );
     if let Some(old) = replaced {
         if let Some(n) = app.shared.registry.note_replaced(stream, Instant::now()) {
             warn!(
