@@ -8,8 +8,10 @@
 //! For every client address the relay opens its own socket on `127.0.0.3` to
 //! talk to the server, so the server sees one peer per client. Impairments are
 //! chosen by the client's IP (bind an impaired client to e.g. `127.0.0.5` with
-//! `Options::bind_ip`; Chromium's loopback candidate is `127.0.0.1`), and start
-//! when [`Relay::impair`] is called. Only loopback addresses are used.
+//! `Options::bind_ip`), and start
+//! when [`Relay::impair`] is called. Only loopback addresses are used, or
+//! (`e2e::start_server_behind_relay_at`) the relay listens on the server side
+//! of a veth pair between two network namespaces the test run created.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -245,10 +247,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Listen on `listen` (the server's advertised candidate) and relay to
-    /// `server` (the address it is bound to). Both must be loopback.
+    /// Listen on `listen` (the server's advertised candidate: loopback, or an
+    /// address inside a test-created network namespace) and relay to
+    /// `server` (the loopback address it is bound to).
     pub async fn start(listen: SocketAddr, server: SocketAddr) -> std::io::Result<Relay> {
-        assert!(listen.ip().is_loopback() && server.ip().is_loopback());
+        assert!(
+            server.ip().is_loopback(),
+            "the relay forwards to loopback only"
+        );
         let front = Arc::new(UdpSocket::bind(listen).await?);
         let clients: Clients = Arc::default();
         let flows: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();

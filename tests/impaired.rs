@@ -782,3 +782,155 @@ async fn simulcast_viewer_joining_before_the_first_layer_packet_adapts_to_a_cap(
         m.get("sfu_keyframe_requests_total{kind=\"pli\"}"),
     );
 }
+
+/// A headless Chromium viewer (`tests/interop/browser/play.mjs`, the
+/// server's own /watch.html; needs `npm ci` there and /usr/bin/chromium) on
+/// an impaired downlink, watching a looped x264 clip (2 s GOP; the publisher
+/// ignores PLI) for 15 s: prints the page's getStats figures (freezes,
+/// dropped frames, PLIs) and the server's per-viewer NACK/PLI counts.
+/// Chromium offers every interface address, and the server's own ICE
+/// checks would find it directly on loopback, so this runs across two
+/// network namespaces joined by a veth pair (10.231.7.1 ↔ 10.231.7.2): the
+/// test in the first (`ip netns exec h1s`), Chromium in the second
+/// (`CLIENT_NS=h1c`); the media socket is on the first's loopback, which the
+/// second cannot reach but through the relay on 10.231.7.1.
+/// `CHSCEN`: none, loss1, loss5, loss10, bursts, jitter, blackout2. As root:
+/// `ip netns add h1s; ip netns add h1c; ip link add h1v0 type veth peer name
+/// h1v1; ip link set h1v0 netns h1s; ip link set h1v1 netns h1c; ip -n h1s
+/// addr add 10.231.7.1/24 dev h1v0; ip -n h1c addr add 10.231.7.2/24 dev
+/// h1v1`, then `lo` and the veth ends up in both, then `CLIENT_NS=h1c
+/// CHSCEN=loss5 ip netns exec h1s <impaired test binary> measure_chromium
+/// --ignored --nocapture` (from `tests/`), and `ip netns del` both after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: needs two network namespaces, Chromium and node (see the doc comment)"]
+async fn measure_chromium() {
+    let scen = std::env::var("CHSCEN").unwrap_or_else(|_| "loss5".into());
+    let ns = std::env::var("CLIENT_NS").expect("CLIENT_NS: the client network namespace");
+    let ms = Duration::from_millis;
+    let down = match scen.as_str() {
+        "none" => Impairment::default(),
+        "loss1" => Impairment {
+            loss: 0.01,
+            seed: 11,
+            ..Default::default()
+        },
+        "loss5" => Impairment {
+            loss: 0.05,
+            seed: 12,
+            ..Default::default()
+        },
+        "loss10" => Impairment {
+            loss: 0.10,
+            seed: 13,
+            ..Default::default()
+        },
+        "bursts" => Impairment {
+            blackouts: (0..5).map(|i| (ms(4000 + i * 2500), ms(300))).collect(),
+            ..Default::default()
+        },
+        "jitter" => Impairment {
+            delay: ms(20),
+            jitter: ms(60),
+            seed: 14,
+            ..Default::default()
+        },
+        "blackout2" => Impairment {
+            blackouts: vec![(ms(8000), ms(2000))],
+            ..Default::default()
+        },
+        other => panic!("unknown CHSCEN {other}"),
+    };
+    let up = if scen == "blackout2" {
+        Impairment {
+            blackouts: vec![(ms(8000), ms(2000))],
+            ..Default::default()
+        }
+    } else {
+        Impairment::default()
+    };
+    let clip = clip_gop(24, 60);
+    let server_ip = IpAddr::from([10, 231, 7, 1]);
+    let (base, relay) = e2e::start_server_behind_relay_at(
+        Config {
+            workers: 1,
+            rate_limit: 0.0,
+            ..Config::default()
+        },
+        server_ip,
+        server_ip,
+    )
+    .await;
+    let mut publisher = Session::publish(&format!("{base}/whip/ch"), opts([127, 0, 0, 7]))
+        .await
+        .unwrap();
+    publisher.wait_connected(CONNECT).await.unwrap();
+    let sending = tokio::spawn(async move {
+        publish_clip(&publisher, clip).await;
+        publisher
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let chrome = IpAddr::from([10, 231, 7, 2]);
+    relay.impair(chrome, down, up);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/browser");
+    let b = base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "node"])
+            .arg(dir.join("play.mjs"))
+            .args([
+                "--base",
+                &b,
+                "--stream",
+                "ch",
+                "--duration",
+                "15",
+                "--timeout",
+                "15",
+            ])
+            .output()
+            .expect("node runs")
+    });
+    // The server's view of the viewer while it plays.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let api = get_json(&base, "/api/streams/ch").await;
+    let out = out.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "result")
+        .unwrap_or_default();
+    let (d, u) = relay.stats(chrome);
+    let m = Metrics::fetch(&base).await;
+    eprintln!(
+        "chromium {scen}: ok {} ttff {} ms, frames decoded {}, dropped {}, freezes {} ({} s), PLIs sent {}, size {}x{}\n  stats: {}\n  relay down: {} datagrams, lost rnd {} sched {}; up: {} datagrams, lost sched {}\n  server viewer: {}\n  kf requests to publisher {} (from viewers {})",
+        result["ok"],
+        result["ttffMs"],
+        result["framesDecoded"],
+        result["framesDropped"],
+        result["freezeCount"],
+        result["freezeSeconds"],
+        result["pliCount"],
+        result["width"],
+        result["height"],
+        result["stats"],
+        d.datagrams,
+        d.lost_random,
+        d.lost_scheduled,
+        u.datagrams,
+        u.lost_scheduled,
+        api["viewer_sessions"],
+        m.get("sfu_keyframe_requests_total{kind=\"pli\"}"),
+        m.get("sfu_viewer_keyframe_requests_total"),
+    );
+    eprintln!(
+        "  down RTP by SSRC in {:?} out {:?}",
+        d.rtp_by_ssrc, d.rtp_out_by_ssrc
+    );
+    assert!(
+        !result.is_null(),
+        "node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sending.abort();
+}
