@@ -923,6 +923,19 @@ async fn measure_chromium() {
         m.get("sfu_keyframe_requests_total{kind=\"pli\"}"),
         m.get("sfu_viewer_keyframe_requests_total"),
     );
+    // Freeze count changes: (ms after the page pressed Watch, freezes, frames decoded).
+    let freezes: Vec<(i64, i64, i64)> = result["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e[0].as_i64()?, e[4].as_i64()?, e[3].as_i64()?)))
+        .fold(Vec::new(), |mut v: Vec<(i64, i64, i64)>, e| {
+            if v.last().is_none_or(|l| l.1 != e.1) {
+                v.push(e);
+            }
+            v
+        });
+    eprintln!("  freeze count changes (ms, count, decoded): {freezes:?}");
     eprintln!(
         "  down RTP by SSRC in {:?} out {:?}",
         d.rtp_by_ssrc, d.rtp_out_by_ssrc
