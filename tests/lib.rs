@@ -1,6 +1,8 @@
 //! End-to-end test helpers: an in-process server on loopback, real media made
 //! by ffmpeg (x264 + libopus) at test time, and a paced publisher.
 
+pub mod impair;
+
 use sfu::client::{ClientEvent, Options, OutPacket, Received, Session, h264, ogg};
 use sfu::config::Config;
 use sfu::server::Server;
@@ -168,6 +170,39 @@ pub async fn start_server_with(mut cfg: Config) -> String {
     let base = format!("http://{}", server.http_addr);
     tokio::spawn(server.serve());
     base
+}
+
+/// Like [`start_server_with`], behind an impairment relay ([`impair`]): the
+/// server binds `127.0.0.1:P` and advertises `127.0.0.2`, where the relay
+/// listens, so every client's media goes through the relay.
+pub async fn start_server_behind_relay(cfg: Config) -> (String, impair::Relay) {
+    let lo2 = std::net::IpAddr::from([127, 0, 0, 2]);
+    start_server_behind_relay_at(cfg, std::net::IpAddr::from([127, 0, 0, 1]), lo2).await
+}
+
+/// Like [`start_server_behind_relay`] with HTTP on `http_ip` and the relay
+/// (the advertised candidate) on `relay_ip`, e.g. the server side of a veth
+/// pair between two test-created network namespaces; the media socket stays
+/// on `127.0.0.1`, so a client in the other namespace reaches it only
+/// through the relay.
+pub async fn start_server_behind_relay_at(
+    mut cfg: Config,
+    http_ip: std::net::IpAddr,
+    relay_ip: std::net::IpAddr,
+) -> (String, impair::Relay) {
+    init_log();
+    cfg.http = std::net::SocketAddr::new(http_ip, 0);
+    cfg.udp = "127.0.0.1:0".parse().unwrap();
+    cfg.advertise = vec![relay_ip];
+    let server = Server::start(&cfg).await.expect("server starts");
+    let base = format!("http://{}", server.http_addr);
+    let listen = server.candidates[0];
+    let bound = std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()));
+    let relay = impair::Relay::start(listen, bound)
+        .await
+        .expect("relay binds");
+    tokio::spawn(server.serve());
+    (base, relay)
 }
 
 fn init_log() {

@@ -7,7 +7,7 @@
 //! and its last-packet time on every packet (relaxed atomics, no locks).
 
 use crate::forward::layer::{LayerInfo, MAX_LAYERS};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A layer silent for longer than this is inactive (skipped by viewers).
@@ -35,6 +35,8 @@ pub struct LayerSlot {
 pub struct LayerTable {
     epoch: Instant,
     slots: [LayerSlot; MAX_LAYERS],
+    /// The current publisher's offer declares two or more layers.
+    offered: AtomicBool,
 }
 
 /// A snapshot of one layer for the API.
@@ -77,6 +79,7 @@ impl Default for LayerTable {
         LayerTable {
             epoch: Instant::now(),
             slots: Default::default(),
+            offered: AtomicBool::new(false),
         }
     }
 }
@@ -147,13 +150,25 @@ impl LayerTable {
         self.slots.get(i as usize)
     }
 
-    /// True when the publisher sends more than one layer (simulcast).
+    /// The current publisher's WHIP offer declares `rids` simulcast layers
+    /// (`a=rid` lines on its video m-line, RFC 8851 / RFC 8853).
+    pub fn set_offered(&self, rids: usize) {
+        self.offered.store(rids > 1, Ordering::Relaxed);
+    }
+
+    /// True when the publisher's offer declares two or more layers, or it
+    /// sends more than one (simulcast). The offer counts so that a viewer
+    /// arriving before the first layer packets (publisher still connecting
+    /// or just connected) is set up for simulcast too: bandwidth estimation
+    /// and the layer extension are fixed when its session is created.
     pub fn is_simulcast(&self) -> bool {
-        self.slots
-            .iter()
-            .filter(|s| s.rid.load(Ordering::Relaxed) != 0)
-            .count()
-            > 1
+        self.offered.load(Ordering::Relaxed)
+            || self
+                .slots
+                .iter()
+                .filter(|s| s.rid.load(Ordering::Relaxed) != 0)
+                .count()
+                > 1
     }
 
     fn active_at(&self, s: &LayerSlot, now: Instant) -> bool {
@@ -311,6 +326,11 @@ mod tests {
         assert_eq!(t.slot_of("b", 1), Some(3));
         assert_eq!(t.slot_of("c", 1), None);
         t.reset();
+        assert!(!t.is_simulcast());
+        // Simulcast as soon as the offer declares layers, before any is seen.
+        t.set_offered(3);
+        assert!(t.is_simulcast());
+        t.set_offered(1);
         assert!(!t.is_simulcast());
     }
 

@@ -76,6 +76,12 @@ pub struct Options {
     /// measures a round-trip time this much longer and receives NACKs this
     /// much later). `None`: no delay.
     pub delay_sends: Option<Duration>,
+    /// Offer this IP in the host candidate instead of the bound one, with
+    /// the bound port (the address a 1:1 NAT maps the socket to, like the
+    /// server's `--advertise`); datagrams the socket receives are handed to
+    /// ICE as arriving at it. Tests use an address nothing listens on so
+    /// that the server reaches the session only through a relay.
+    pub advertise_ip: Option<IpAddr>,
 }
 
 /// Simulated path impairments of a session ([`Options::drop_every`],
@@ -115,6 +121,7 @@ impl Default for Options {
             link_ice_servers: false,
             drop_every: None,
             delay_sends: None,
+            advertise_ip: None,
         }
     }
 }
@@ -415,6 +422,10 @@ impl Session {
         }
         kinds.dedup();
         let mut rtc = cfg.build(Instant::now());
+        // The address ICE sees this socket as (see `Options::advertise_ip`).
+        let local = opts
+            .advertise_ip
+            .map_or(local, |ip| SocketAddr::new(ip, local.port()));
         if !opts.relay_only {
             rtc.add_local_candidate(Candidate::host(local, "udp")?);
         }

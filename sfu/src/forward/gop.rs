@@ -41,8 +41,21 @@ impl GopCache {
     pub fn push(&mut self, p: &Arc<MediaPacket>) {
         let new_gop = p.keyframe && self.packets.front().is_none_or(|f| f.ts != p.ts);
         if new_gop {
-            self.clear();
+            // Packets of this keyframe's access unit that arrived before the
+            // one it was detected on (a reordering path) stay, after it.
+            let keep = self
+                .packets
+                .iter()
+                .rev()
+                .take(crate::forward::keyframe::ACCESS_UNIT_HOLD_MAX)
+                .take_while(|q| q.ts == p.ts)
+                .count();
+            self.packets.drain(..self.packets.len() - keep);
+            self.bytes = self.packets.iter().map(|q| q.payload.len()).sum();
+            self.bytes += p.payload.len();
+            self.packets.push_front(p.clone());
             self.started = Some(p.arrival);
+            return;
         } else if self.packets.is_empty() {
             return;
         }
@@ -146,6 +159,26 @@ mod tests {
         c.push(&pkt(5, 9000, true, 100, t0)); // next keyframe: new GOP
         assert_eq!(c.len(), 1);
         assert_eq!(c.snapshot(t0)[0].seq, 5);
+    }
+
+    #[test]
+    fn a_keyframe_keeps_its_access_unit_packets_that_came_first() {
+        let t0 = Instant::now();
+        let mut c = GopCache::new(1 << 20, Duration::from_secs(5));
+        c.push(&pkt(1, 0, true, 100, t0));
+        c.push(&pkt(2, 3000, false, 100, t0));
+        // Next GOP at ts 6000: its PPS (4) arrives before its IDR start (5),
+        // its SPS (3) after.
+        c.push(&pkt(4, 6000, false, 100, t0));
+        c.push(&pkt(5, 6000, true, 100, t0));
+        c.push(&pkt(3, 6000, false, 100, t0));
+        let seqs: Vec<u64> = c.snapshot(t0).iter().map(|p| p.seq).collect();
+        assert_eq!(
+            seqs,
+            vec![5, 4, 3],
+            "the detected start first, then its stragglers"
+        );
+        assert_eq!(c.bytes(), 300);
     }
 
     #[test]

@@ -143,9 +143,83 @@ impl KeyframeWaiter {
     }
 }
 
+/// Most packets of one access unit an [`AccessUnitHold`] keeps (a 1080p
+/// keyframe at ≈ 1,100 bytes a packet is ≈ 100–200 packets; the parameter
+/// sets and first slices that can arrive ahead of the keyframe start are a
+/// handful).
+pub const ACCESS_UNIT_HOLD_MAX: usize = 32;
+
+/// Packets of the newest access unit that a viewer waiting for a keyframe had
+/// to drop, kept in case that access unit turns out to be the keyframe: on a
+/// reordering publisher path its SPS/PPS or first slices can arrive before
+/// the packet the keyframe is detected on. When the viewer starts at that
+/// keyframe, [`take`](Self::take) hands them back to be forwarded too.
+/// Holds packets of one RTP timestamp only, at most
+/// [`ACCESS_UNIT_HOLD_MAX`]; the storage is reused (no allocation once grown).
+#[derive(Debug, Clone)]
+pub struct AccessUnitHold<T> {
+    ts: u32,
+    items: Vec<T>,
+}
+
+impl<T> Default for AccessUnitHold<T> {
+    fn default() -> Self {
+        AccessUnitHold {
+            ts: 0,
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T> AccessUnitHold<T> {
+    /// Keep `item`, a dropped packet with RTP timestamp `ts`; packets of an
+    /// older access unit (another timestamp) are forgotten.
+    pub fn hold(&mut self, ts: u32, item: T) {
+        if self.ts != ts {
+            self.items.clear();
+            self.ts = ts;
+        }
+        if self.items.len() < ACCESS_UNIT_HOLD_MAX {
+            self.items.push(item);
+        }
+    }
+
+    /// The packets held for access unit `ts` (empty for another one), in
+    /// arrival order; the hold is emptied either way.
+    pub fn take(&mut self, ts: u32) -> std::vec::Drain<'_, T> {
+        if self.ts != ts {
+            self.items.clear();
+        }
+        self.items.drain(..)
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_keeps_only_the_newest_access_unit() {
+        let mut h = AccessUnitHold::default();
+        h.hold(3000, 1);
+        h.hold(6000, 2);
+        h.hold(6000, 3);
+        assert_eq!(h.take(3000).count(), 0, "another access unit");
+        assert!(h.is_empty());
+        h.hold(6000, 2);
+        h.hold(6000, 3);
+        assert_eq!(h.take(6000).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(h.is_empty());
+        for i in 0..100 {
+            h.hold(9000, i);
+        }
+        assert_eq!(h.take(9000).count(), ACCESS_UNIT_HOLD_MAX);
+    }
 
     #[test]
     fn throttle_coalesces_and_defers() {

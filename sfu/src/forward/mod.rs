@@ -10,6 +10,6 @@ pub mod rewrite;
 pub mod vp8ids;
 
 pub use gop::GopCache;
-pub use keyframe::{KeyframeThrottle, KeyframeWaiter};
+pub use keyframe::{AccessUnitHold, KeyframeThrottle, KeyframeWaiter};
 pub use layer::{Admit, AutoLayer, LayerGate};
 pub use rewrite::{Rewrite, RewriteDecision};

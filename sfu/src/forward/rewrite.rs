@@ -6,6 +6,16 @@
 //! and late retransmissions keep their place (RFC 3550 §5.1). Offsets are only
 //! re-based at a keyframe of the new source, so a decoder never starts mid-GOP.
 //!
+//! The packet a keyframe is detected on need not be the first of its access
+//! unit on the wire: when the publisher's path reorders, an IDR slice can
+//! arrive before the SPS/PPS packets sent ahead of it. When a viewer starts
+//! (goes live for the first time), those earlier packets of the starting
+//! access unit (same RTP timestamp) are still forwarded, below the first
+//! outgoing sequence number, so its decoder gets the parameter sets; a
+//! receiver that reorders (libwebrtc's packet buffer does) puts them first.
+//! At a re-base (new source) there is no room below: the numbers just under
+//! it are the old source's, so such packets stay dropped there.
+//!
 //! Outgoing sequence numbers start below 65,536 because str0m derives the SRTP
 //! rollover counter (RFC 3711 §3.3.1) from the upper bits of the extended
 //! sequence number it is given.
@@ -45,6 +55,11 @@ pub struct Rewrite {
     hi_ts: u32,
     hi_at: Option<Instant>,
     first_seq: u64,
+    /// Input timestamp of the access unit the current source started at.
+    start_ts: u32,
+    /// Lowest outgoing sequence number a straggler of that access unit may
+    /// take: 0 for a viewer's start, the re-base point otherwise.
+    floor: u64,
 }
 
 impl Rewrite {
@@ -65,6 +80,8 @@ impl Rewrite {
             hi_ts: 0,
             hi_at: None,
             first_seq: first_seq as u64,
+            start_ts: 0,
+            floor: 0,
         }
     }
 
@@ -93,10 +110,10 @@ impl Rewrite {
             if self.gated && !keyframe_start {
                 return RewriteDecision::NeedKeyframe;
             }
-            let first = if self.live {
-                self.hi_seq + 1
+            let (first, floor) = if self.live {
+                (self.hi_seq + 1, self.hi_seq + 1)
             } else {
-                self.first_seq
+                (self.first_seq, 0)
             };
             let out_ts = match self.hi_at {
                 Some(at) => {
@@ -110,11 +127,19 @@ impl Rewrite {
             self.dseq = first.wrapping_sub(seq);
             self.dts = out_ts.wrapping_sub(ts);
             self.start_in = seq;
+            self.start_ts = ts;
+            self.floor = floor;
             self.source = source;
             self.live = true;
         }
         if seq < self.start_in {
-            return RewriteDecision::Stale;
+            // An earlier packet of the starting access unit (reordered
+            // before its keyframe was detected) fits below the start.
+            let below = self.start_in - seq;
+            let room = self.start_in.wrapping_add(self.dseq) - self.floor;
+            if ts != self.start_ts || below > room {
+                return RewriteDecision::Stale;
+            }
         }
         let out_seq = seq.wrapping_add(self.dseq);
         let out_ts = ts.wrapping_add(self.dts);
@@ -159,6 +184,36 @@ mod tests {
         assert_eq!(fwd(r.on_packet(7, 70_003, 3000, false, t0)), (1002, 3000));
         // Stragglers from before the start are dropped.
         assert_eq!(r.on_packet(7, 69_999, 0, false, t0), RewriteDecision::Stale);
+    }
+
+    #[test]
+    fn reordered_start_of_the_first_keyframe_is_kept() {
+        let t0 = Instant::now();
+        let mut r = Rewrite::new(90_000, true, 1000);
+        // SPS 100, PPS 101, IDR 102..104 (ts 3000); the IDR start arrives
+        // first and is the packet the keyframe is detected on.
+        assert_eq!(fwd(r.on_packet(7, 102, 3000, true, t0)), (1000, 3000));
+        assert_eq!(fwd(r.on_packet(7, 100, 3000, false, t0)), (998, 3000));
+        assert_eq!(fwd(r.on_packet(7, 103, 3000, false, t0)), (1001, 3000));
+        assert_eq!(fwd(r.on_packet(7, 101, 3000, false, t0)), (999, 3000));
+        // Earlier access units stay out.
+        assert_eq!(r.on_packet(7, 99, 0, false, t0), RewriteDecision::Stale);
+        // No room below outgoing sequence number 0.
+        let mut r = Rewrite::new(90_000, true, 1);
+        assert_eq!(fwd(r.on_packet(7, 102, 3000, true, t0)), (1, 3000));
+        assert_eq!(fwd(r.on_packet(7, 101, 3000, false, t0)), (0, 3000));
+        assert_eq!(r.on_packet(7, 100, 3000, false, t0), RewriteDecision::Stale);
+    }
+
+    #[test]
+    fn reordered_start_at_a_rebase_does_not_reuse_old_numbers() {
+        let t0 = Instant::now();
+        let mut r = Rewrite::new(90_000, true, 100);
+        fwd(r.on_packet(1, 10, 0, true, t0));
+        fwd(r.on_packet(1, 11, 3000, false, t0));
+        // New source; its keyframe start arrives before its SPS (500).
+        assert_eq!(fwd(r.on_packet(2, 502, 7, true, t0)).0, 102);
+        assert_eq!(r.on_packet(2, 501, 7, false, t0), RewriteDecision::Stale);
     }
 
     #[test]

@@ -275,6 +275,13 @@ pub fn whip_post(app: &App, stream: &str, body: &str, slot: Slot) -> Resp {
             }
         }
     };
+    publication.layers.set_offered(
+        tracks
+            .iter()
+            .find(|t| t.kind == MediaKind::Video)
+            .and_then(|t| offer.media.get(t.mline))
+            .map_or(0, |m| m.rids),
+    );
     if let Some(old) = replaced {
         if let Some(n) = app.shared.registry.note_replaced(stream, Instant::now()) {
             warn!(
@@ -479,6 +486,7 @@ pub fn whep_post(app: &App, stream: &str, body: &str, layer: Option<&str>, slot:
             resend,
             video,
             replay: Replay::Off,
+            held: Default::default(),
             gate: Default::default(),
             auto: Default::default(),
             vp8: (pub_tracks[*ti].codec == str0m::format::Codec::Vp8).then(Default::default),

@@ -801,7 +801,7 @@ impl Worker {
     }
 
     /// Rewrite and write `pkt` with input timestamp `ts_in` to viewer `id`.
-    fn forward_ts(&mut self, id: u64, pkt: &MediaPacket, ts_in: u32, now: Instant) -> bool {
+    fn forward_ts(&mut self, id: u64, pkt: &Arc<MediaPacket>, ts_in: u32, now: Instant) -> bool {
         let Some(peer) = self.peers.get_mut(&id) else {
             return false;
         };
@@ -827,7 +827,14 @@ impl Worker {
                             .set_layer(&peer.publication.layers.rid(pkt.layer));
                     }
                 }
-                crate::forward::Admit::Drop => return false,
+                crate::forward::Admit::Drop => {
+                    // Waiting for the wanted layer's keyframe: keep its
+                    // newest access unit in case that is the keyframe.
+                    if pkt.layer == t.gate.target() {
+                        t.held.hold(ts_in, (pkt.clone(), ts_in));
+                    }
+                    return false;
+                }
             }
         }
         use crate::forward::RewriteDecision::*;
@@ -889,9 +896,20 @@ impl Worker {
                 }
                 tx.write_rtp(w);
                 v.packets_out += 1;
+                if pkt.keyframe && !t.held.is_empty() {
+                    // Started at this keyframe: the packets of its access
+                    // unit that arrived before the one it was detected on.
+                    let held: Vec<_> = t.held.take(ts_in).collect();
+                    for (p, ts) in &held {
+                        self.forward_ts(id, p, *ts, now);
+                    }
+                }
                 true
             }
             NeedKeyframe => {
+                if t.video {
+                    t.held.hold(ts_in, (pkt.clone(), ts_in));
+                }
                 // A new source (spliced publisher) needs a keyframe: wait again.
                 let ask = if v.waiter.is_waiting() {
                     v.waiter.ask_if_due(now)

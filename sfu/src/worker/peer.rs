@@ -116,6 +116,10 @@ pub struct ViewerTrack {
     pub video: bool,
     /// GOP replay state.
     pub replay: Replay,
+    /// Packets of the newest access unit dropped while waiting for a
+    /// keyframe, with their input timestamps (video; see
+    /// [`crate::forward::AccessUnitHold`]).
+    pub held: crate::forward::AccessUnitHold<(Arc<MediaPacket>, u32)>,
     /// Simulcast: which layer is forwarded / wanted.
     pub gate: LayerGate,
     /// Simulcast: automatic layer choice.
