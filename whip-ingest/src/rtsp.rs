@@ -10,7 +10,8 @@
 //! [`RtspSource::raw_session`]). AAC and other audio
 //! codecs are skipped with one warning (no transcoding); a camera without
 //! H.264 or H.265 video (e.g. AAC audio only) is an unusable source (exit 3),
-//! and so is one refusing the credentials (401, 403) or the path (404); one
+//! and so is one refusing the credentials (401, 403; also when it starts
+//! refusing them later: its password was changed) or the path (404); one
 //! that cannot be reached at start is asked again with backoff ([`open`]).
 //! When the camera goes away (connection lost, RTSP server
 //! restart, reboot) or stays silent for `--stall-timeout`, the session is torn
@@ -58,6 +59,9 @@ pub struct RtspSource {
     /// time, or GStreamer's RTSP server tearing down the first one's media,
     /// answered that with 503).
     described: Option<retina::client::Session<retina::client::Described>>,
+    /// Why the camera refused us (401, 403) on reconnecting: the run ends
+    /// with exit 3 instead of asking again.
+    refused: Option<String>,
 }
 
 /// An RTSP request that failed: the camera's status code, if it answered
@@ -243,6 +247,7 @@ pub async fn open(
         group: Arc::new(SessionGroup::default()),
         audio_clock: 8_000,
         described: None,
+        refused: None,
     };
     let mut backoff = Backoff::default();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -361,7 +366,12 @@ impl RtspSource {
         };
         let mut session = match described {
             Ok(s) => s,
-            Err(e) => return format!("DESCRIBE: {}", e.msg),
+            Err(e) => {
+                if matches!(e.status, Some(401 | 403)) {
+                    self.refused = Some(e.msg.clone());
+                }
+                return format!("DESCRIBE: {}", e.msg);
+            }
         };
         let p = match pick(session.streams()) {
             Ok(p) => p,
@@ -565,6 +575,14 @@ impl RtspSource {
                 .session(&tx, &mut video_ts, &mut audio_ts, &mut healthy)
                 .await;
             if tx.is_closed() {
+                return;
+            }
+            if let Some(msg) = self.refused.take() {
+                // The camera's password was changed: asking again cannot
+                // help (and some cameras lock the account after a few
+                // failed logins).
+                let msg = format!("RTSP DESCRIBE {}: {msg}", redacted(&self.url));
+                let _ = tx.send(Media::Failed(msg)).await;
                 return;
             }
             // A session that ran for a while was a stable period: start the

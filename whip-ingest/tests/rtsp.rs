@@ -410,14 +410,26 @@ async fn rtsp_digest_auth_wrong_password_exits_3_and_special_characters_work() {
         &format!("rtsp://admin:{pass}@127.0.0.1:{port}/cam"),
         "--url",
         &format!("{base}/whip/auth"),
+        "--stall-timeout",
+        "1",
     ]);
     let mut v = viewer(&format!("{base}/whep/auth"), Duration::from_secs(15)).await;
     let rx = collect(&mut v, Duration::from_secs(3)).await;
     let decoded = check_video(&rx, &dir, "digest auth");
-    ing.term();
-    let st = ing.wait(Duration::from_secs(10));
+
+    // The camera's password is changed while it runs: the reconnect is
+    // refused, and the run ends (exit 3) instead of asking for ever.
+    drop(_cam);
+    let _cam = camera_with(port, &["h264", "admin", "changed"]);
+    let st = ing.wait(Duration::from_secs(30));
     let log = ing.stderr();
-    assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    assert_eq!(st.code(), Some(3), "password changed:\n{log}");
+    let last = log.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("user name or password"), "{log}");
+    assert!(
+        log.contains("deleted (200)"),
+        "the WHIP session is DELETEd:\n{log}"
+    );
     assert!(!log.contains("p+ss"), "password never logged:\n{log}");
     eprintln!("digest auth with {pass:?}: {decoded} frames decoded");
 }
