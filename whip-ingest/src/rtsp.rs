@@ -32,6 +32,7 @@ use sfu::client::Track;
 use sfu::client::depay::H264Depacketizer;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -250,10 +251,18 @@ pub async fn open(
         refused: None,
     };
     let mut backoff = Backoff::default();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Fail::usage(e.to_string()))?;
+    // Both signals are listened to before the first request and throughout
+    // (a signal while no listener exists would be lost, not a stop).
+    let listen = |kind| signal(kind).map_err(|e| Fail::usage(e.to_string()));
+    let mut int = listen(SignalKind::interrupt())?;
+    let mut term = listen(SignalKind::terminate())?;
     let session = loop {
-        let e = match src.describe().await {
+        let attempt = tokio::select! {
+            r = src.describe() => r,
+            _ = int.recv() => return Err(stopped()),
+            _ = term.recv() => return Err(stopped()),
+        };
+        let e = match attempt {
             Ok(s) => break s,
             Err(e) => e,
         };
@@ -273,7 +282,7 @@ pub async fn open(
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = tokio::signal::ctrl_c() => return Err(stopped()),
+            _ = int.recv() => return Err(stopped()),
             _ = term.recv() => return Err(stopped()),
         }
     };

@@ -438,6 +438,28 @@ async fn rtsp_digest_auth_wrong_password_exits_3_and_special_characters_work() {
 async fn rtsp_camera_down_at_start_and_a_hung_camera_are_retried() {
     let base = start_server().await;
     let dir = temp_dir("rtsp-late");
+    // Ctrl-C while a camera keeps the ingest waiting for an answer (the
+    // listener never accepts: the kernel completes the connection) is a
+    // clean stop.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{hole_port}/cam"),
+        "--url",
+        &format!("{base}/whip/late"),
+    ]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let int = Command::new("kill")
+        .args(["-INT", &ing.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let st = ing.wait(Duration::from_secs(4));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "Ctrl-C during DESCRIBE:\n{log}");
+    assert!(log.contains("stopped before the camera answered"), "{log}");
+    drop(hole);
+
     let port = free_tcp_port();
     // No camera yet (it boots slower than the machine running the ingest):
     // asked again with backoff, not an unusable source.
