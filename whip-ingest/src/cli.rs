@@ -19,7 +19,7 @@ pub const EXIT_UNREACHABLE: i32 = 5;
 /// ffmpeg/GStreamer to a WHIP server.
 ///
 /// SOURCE is one of:
-///   rtsp://[user:pass@]host[:port]/path   RTSP camera (H.264 or H.265; G.711 audio)
+///   rtsp://[user:pass@]host[:port]/path   RTSP camera (H.264 or H.265; G.711 or Opus audio)
 ///   PATH.h264 | PATH.264   Annex B H.264 file, paced at its frame rate
 ///   PATH.ivf               VP8, VP9 or AV1 IVF file, paced at its frame rate
 ///   PATH.sdp               RTP described by an SDP file (ffmpeg -f rtp -sdp_file PATH.sdp)
@@ -88,7 +88,8 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "tcp")]
     pub rtsp_transport: crate::rtsp::RtspTransport,
 
-    /// Seconds without media after which an RTP or RTSP source is reset.
+    /// Seconds without media after which an RTP or RTSP source is reset;
+    /// also the time (at least 5 s) a camera has to answer an RTSP request.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub stall_timeout: Duration,
 
