@@ -98,6 +98,13 @@ pub struct Cli {
     #[arg(long, default_value = "0", value_parser = parse_secs0)]
     pub give_up_after: Duration,
 
+    /// Seconds from the start during which a `409` (the stream name already
+    /// has a publisher) is asked again before it ends the run (exit 4): a
+    /// previous run that was killed or lost power holds the name until the
+    /// server reaps it (≈ 30 s on ours). 0 = exit 4 at once.
+    #[arg(long, default_value = "45", value_parser = parse_secs0)]
+    pub conflict_wait: Duration,
+
     /// STUN/TURN server `URL[,user,credential]` (repeatable). Each `stun:`
     /// server is asked for our public (server-reflexive) address; the first
     /// `turn:` server (UDP, with user and credential) relays for us (a relay

@@ -142,6 +142,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             })
             .collect(),
         relay_only: cli.relay_only,
+        conflict_wait: cli.conflict_wait,
     };
     publish::run(cfg, info, rx, go_tx, keyframes).await
 }
