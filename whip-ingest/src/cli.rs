@@ -19,7 +19,7 @@ pub const EXIT_UNREACHABLE: i32 = 5;
 /// ffmpeg/GStreamer to a WHIP server.
 ///
 /// SOURCE is one of:
-///   rtsp://[user:pass@]host[:port]/path   RTSP camera (H.264 or H.265; G.711 audio)
+///   rtsp://[user:pass@]host[:port]/path   RTSP camera (H.264 or H.265; G.711 or Opus audio)
 ///   PATH.h264 | PATH.264   Annex B H.264 file, paced at its frame rate
 ///   PATH.ivf               VP8, VP9 or AV1 IVF file, paced at its frame rate
 ///   PATH.sdp               RTP described by an SDP file (ffmpeg -f rtp -sdp_file PATH.sdp)
@@ -88,7 +88,8 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "tcp")]
     pub rtsp_transport: crate::rtsp::RtspTransport,
 
-    /// Seconds without media after which an RTP or RTSP source is reset.
+    /// Seconds without media after which an RTP or RTSP source is reset;
+    /// also the time (at least 5 s) a camera has to answer an RTSP request.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub stall_timeout: Duration,
 
@@ -96,6 +97,13 @@ pub struct Cli {
     /// 5xx) for this many seconds; 0 = retry forever.
     #[arg(long, default_value = "0", value_parser = parse_secs0)]
     pub give_up_after: Duration,
+
+    /// Seconds from the start during which a `409` (the stream name already
+    /// has a publisher) is asked again before it ends the run (exit 4): a
+    /// previous run that was killed or lost power holds the name until the
+    /// server reaps it (≈ 30 s on ours). 0 = exit 4 at once.
+    #[arg(long, default_value = "45", value_parser = parse_secs0)]
+    pub conflict_wait: Duration,
 
     /// STUN/TURN server `URL[,user,credential]` (repeatable). Each `stun:`
     /// server is asked for our public (server-reflexive) address; the first

@@ -9,6 +9,7 @@
 //! whip-ingest clip.ivf --loop --url http://127.0.0.1:8080/whip/cam1
 //! ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -c:v libx264 -profile:v baseline \
 //!   -bf 0 -g 60 -tune zerolatency -pix_fmt yuv420p -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp &
+//! sleep 1
 //! whip-ingest x.sdp --url http://127.0.0.1:8080/whip/cam1
 //! rpicam-vid -t 0 --inline -o - | whip-ingest - --url http://pi:8080/whip/cam1
 //! whip-ingest test --size 1280x720 --fps 30 --bitrate 2M --audio --url http://127.0.0.1:8080/whip/test
@@ -141,6 +142,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             })
             .collect(),
         relay_only: cli.relay_only,
+        conflict_wait: cli.conflict_wait,
     };
     publish::run(cfg, info, rx, go_tx, keyframes).await
 }

@@ -54,6 +54,9 @@ pub struct Config {
     pub ice_servers: Vec<sfu::client::stun::IceServer>,
     /// `--relay-only`: offer the TURN relay candidate only.
     pub relay_only: bool,
+    /// `--conflict-wait`: how long from the start a `409` (the name has a
+    /// publisher) is asked again before it ends the run (exit 4).
+    pub conflict_wait: Duration,
 }
 
 /// Caches SPS/PPS by id and puts them in front of every IDR that lacks them.
@@ -226,7 +229,13 @@ pub fn untrusted_certificate(e: &anyhow::Error) -> Option<String> {
     ))
 }
 
-fn classify(e: &anyhow::Error, had_session: bool) -> Outcome {
+/// What to do after a failed POST. A `409` is waited for when our own
+/// previous session may still hold the name: after one of this run
+/// (`had_session`), or while `conflict_wait` (`--conflict-wait`) lasts from
+/// the start, for a previous run that ended without DELETE (killed, crashed,
+/// its machine lost power), which the server only reaps when ICE consent
+/// fails (≈ 30 s).
+fn classify(e: &anyhow::Error, had_session: bool, conflict_wait: bool) -> Outcome {
     if let Some(msg) = untrusted_certificate(e) {
         return Outcome::Fatal(Fail {
             code: EXIT_REFUSED,
@@ -246,6 +255,13 @@ fn classify(e: &anyhow::Error, had_session: bool) -> Outcome {
         // notices it is gone: only then is 409 worth waiting for.
         409 if had_session => Outcome::Retry {
             why: format!("server answered {what}"),
+            at_least,
+        },
+        409 if conflict_wait => Outcome::Retry {
+            why: format!(
+                "server answered {what} (a previous run that did not stop cleanly holds the name \
+                 until the server notices it is gone; waiting for it, see --conflict-wait)"
+            ),
             at_least,
         },
         429 | 500..=599 => Outcome::Retry {
@@ -368,6 +384,8 @@ struct Run {
     need_keyframe: bool,
     had_session: bool,
     had_live: bool,
+    /// When the run began (for `--conflict-wait`).
+    started: Instant,
     /// Sessions in a row the server ended before they were [`STABLE`].
     short_sessions: u32,
     down_since: Option<Instant>,
@@ -570,6 +588,7 @@ pub async fn run(
         need_keyframe: true,
         had_session: false,
         had_live: false,
+        started: Instant::now(),
         short_sessions: 0,
         down_since: None,
         last_error: String::new(),
@@ -630,7 +649,11 @@ pub async fn run(
                         r.session = Some(s);
                         r.phase = Phase::Handshake(Instant::now() + HANDSHAKE_TIMEOUT);
                     }
-                    Err(e) => match classify(&e, r.had_session) {
+                    Err(e) => match classify(
+                        &e,
+                        r.had_session,
+                        r.started.elapsed() < r.cfg.conflict_wait,
+                    ) {
                         Outcome::Fatal(f) => {
                             r.stop().await;
                             return Err(f);
@@ -762,26 +785,33 @@ mod tests {
                 retry_after: None,
             })
         };
-        let Outcome::Fatal(f) = classify(&r(401, "unauthorized\nmore"), false) else {
+        let Outcome::Fatal(f) = classify(&r(401, "unauthorized\nmore"), false, false) else {
             panic!()
         };
         assert_eq!(f.code, 4);
         assert_eq!(f.msg, "server refused: 401 Unauthorized: unauthorized");
-        assert!(matches!(classify(&r(409, "x"), false), Outcome::Fatal(_)));
         assert!(matches!(
-            classify(&r(409, "x"), true),
+            classify(&r(409, "x"), false, false),
+            Outcome::Fatal(_)
+        ));
+        let Outcome::Retry { why, .. } = classify(&r(409, "x"), false, true) else {
+            panic!("a 409 within --conflict-wait is retried")
+        };
+        assert!(why.contains("did not stop cleanly"), "{why}");
+        assert!(matches!(
+            classify(&r(409, "x"), true, false),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            classify(&r(503, ""), false),
+            classify(&r(503, ""), false, false),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            classify(&r(429, ""), false),
+            classify(&r(429, ""), false, false),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            classify(&anyhow::anyhow!("cannot connect"), false),
+            classify(&anyhow::anyhow!("cannot connect"), false, false),
             Outcome::Retry { .. }
         ));
     }
@@ -829,7 +859,7 @@ mod tests {
             ),
         ] {
             let e = tls_failure(err);
-            let Outcome::Fatal(f) = classify(&e, true) else {
+            let Outcome::Fatal(f) = classify(&e, true, false) else {
                 panic!("{e:#} must not be retried")
             };
             assert_eq!(f.code, EXIT_REFUSED, "{e:#}");
@@ -845,7 +875,7 @@ mod tests {
         let qa = anyhow::anyhow!(
             "TLS with localhost:18080 failed: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))"
         );
-        assert!(matches!(classify(&qa, false), Outcome::Fatal(_)));
+        assert!(matches!(classify(&qa, false, false), Outcome::Fatal(_)));
     }
 
     #[test]
@@ -860,7 +890,7 @@ mod tests {
             anyhow::anyhow!("no answer from localhost:18080 within 10s"),
         ] {
             assert!(
-                matches!(classify(&e, false), Outcome::Retry { .. }),
+                matches!(classify(&e, false, false), Outcome::Retry { .. }),
                 "{e:#} is retried"
             );
             assert!(untrusted_certificate(&e).is_none());

@@ -9,7 +9,10 @@
 //! the raw-packet path: retina has no Opus depacketizer, see
 //! [`RtspSource::raw_session`]). AAC and other audio
 //! codecs are skipped with one warning (no transcoding); a camera without
-//! H.264 or H.265 video (e.g. AAC audio only) is an unusable source (exit 3).
+//! H.264 or H.265 video (e.g. AAC audio only) is an unusable source (exit 3),
+//! and so is one refusing the credentials (401, 403; also when it starts
+//! refusing them later: its password was changed) or the path (404); one
+//! that cannot be reached at start is asked again with backoff ([`open`]).
 //! When the camera goes away (connection lost, RTSP server
 //! restart, reboot) or stays silent for `--stall-timeout`, the session is torn
 //! down and set up again with capped, jittered exponential backoff, while the
@@ -29,6 +32,7 @@ use sfu::client::Track;
 use sfu::client::depay::H264Depacketizer;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -51,6 +55,56 @@ pub struct RtspSource {
     group: Arc<SessionGroup>,
     /// RTP clock of the forwarded audio (8 kHz G.711, 48 kHz Opus).
     audio_clock: u32,
+    /// The session [`open`] described, set up by the first [`RtspSource::session`]
+    /// instead of a second DESCRIBE (a camera that serves one client at a
+    /// time, or GStreamer's RTSP server tearing down the first one's media,
+    /// answered that with 503).
+    described: Option<retina::client::Session<retina::client::Described>>,
+    /// Why the camera refused us (401, 403) on reconnecting: the run ends
+    /// with exit 3 instead of asking again.
+    refused: Option<String>,
+}
+
+/// An RTSP request that failed: the camera's status code, if it answered
+/// one, and a one-line reason.
+#[derive(Debug)]
+struct RtspError {
+    status: Option<u16>,
+    msg: String,
+}
+
+impl RtspError {
+    /// From retina's error, whose text carries connection and message
+    /// context on further lines: those go to the debug log, the first line
+    /// (plus a hint for 401) is the reason.
+    fn new(e: &retina::Error, has_creds: bool) -> RtspError {
+        let full = e.to_string();
+        debug!(
+            "RTSP error in full: {}",
+            full.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let mut msg = full
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .replace('\n', " ");
+        let status = e.status_code();
+        if status == Some(401) {
+            msg += if has_creds {
+                ": the camera refused the user name or password in the URL (percent-encode \
+                 @ : / ? # % in them, e.g. @ as %40)"
+            } else {
+                ": the camera wants a user name and password: rtsp://USER:PASSWORD@HOST/PATH"
+            };
+        }
+        RtspError { status, msg }
+    }
+
+    /// No request the camera answered this way will ever succeed: wrong
+    /// credentials (401), access denied (403), wrong path (404).
+    fn permanent(&self) -> bool {
+        matches!(self.status, Some(401 | 403 | 404))
+    }
 }
 
 /// Which streams of a DESCRIBE answer we use.
@@ -66,18 +120,19 @@ struct Picked {
 /// Credentials move from the URL's userinfo to RTSP authentication (Basic or
 /// Digest, as the camera asks); the URL sent in requests carries none.
 fn split_creds(raw: &str) -> Result<(url::Url, Option<Credentials>), Fail> {
-    let mut url = url::Url::parse(raw).map_err(|e| Fail::usage(format!("RTSP URL {raw}: {e}")))?;
+    let mut url = url::Url::parse(raw).map_err(|e| Fail::usage(format!("RTSP URL: {e}")))?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Fail::usage(format!("RTSP URL without a host: {raw}")));
     }
     let creds = if url.username().is_empty() {
         None
     } else {
+        // RFC 3986 §2.1 percent-decoding; `+` is a literal plus sign in
+        // userinfo (not a space, as in form data).
         let dec = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         Some(Credentials {
             username: dec(url.username()),
@@ -172,40 +227,73 @@ fn profile_of(codec: &str) -> Option<u32> {
     (hex.len() == 6).then(|| u32::from_str_radix(hex, 16).ok())?
 }
 
-/// DESCRIBE the camera once to learn its streams (and fail early with a
-/// clear message: unreachable, 401, 404, no H.264).
+/// DESCRIBE the camera to learn its streams. A camera that cannot be
+/// reached yet (connection refused or timed out, name not resolved, no
+/// answer, 5xx) is asked again with backoff, one warning per attempt, until
+/// it answers or a signal stops the run (exit 0): after a power cut the
+/// camera often boots later than the machine running this. What asking again
+/// cannot fix ends the run at once with exit 3 and a one-line reason: wrong
+/// or missing credentials (401), 403, 404, no H.264/H.265 video.
 pub async fn open(
     raw_url: &str,
     transport: RtspTransport,
     stall: Duration,
 ) -> Result<(SourceInfo, RtspSource), Fail> {
     let (url, creds) = split_creds(raw_url)?;
-    let src = RtspSource {
+    let mut src = RtspSource {
         url,
         creds,
         transport,
         stall,
         group: Arc::new(SessionGroup::default()),
         audio_clock: 8_000,
+        described: None,
+        refused: None,
     };
-    let session = tokio::time::timeout(stall.max(Duration::from_secs(5)), src.describe())
-        .await
-        .map_err(|_| {
-            Fail::source(format!(
-                "RTSP DESCRIBE {} got no answer",
-                redacted(&src.url)
-            ))
-        })?
-        .map_err(|e| Fail::source(format!("RTSP DESCRIBE {}: {e}", redacted(&src.url))))?;
+    let mut backoff = Backoff::default();
+    // Both signals are listened to before the first request and throughout
+    // (a signal while no listener exists would be lost, not a stop).
+    let listen = |kind| signal(kind).map_err(|e| Fail::usage(e.to_string()));
+    let mut int = listen(SignalKind::interrupt())?;
+    let mut term = listen(SignalKind::terminate())?;
+    let session = loop {
+        let attempt = tokio::select! {
+            r = src.describe() => r,
+            _ = int.recv() => return Err(stopped()),
+            _ = term.recv() => return Err(stopped()),
+        };
+        let e = match attempt {
+            Ok(s) => break s,
+            Err(e) => e,
+        };
+        if e.permanent() {
+            return Err(Fail::source(format!(
+                "RTSP DESCRIBE {}: {}",
+                redacted(&src.url),
+                e.msg
+            )));
+        }
+        let delay = backoff.next_delay();
+        warn!(
+            "camera {}: DESCRIBE: {}; retrying in {:.1} s",
+            redacted(&src.url),
+            e.msg,
+            delay.as_secs_f64()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = int.recv() => return Err(stopped()),
+            _ = term.recv() => return Err(stopped()),
+        }
+    };
     let p = pick(session.streams()).map_err(Fail::source)?;
-    drop(session);
-    let mut src = src;
     if let Some((_, Track::Opus)) = p.audio {
         src.audio_clock = 48_000;
     }
     if let Some(w) = &p.skipped_audio {
         warn!("{w}");
     }
+    src.described = Some(session);
     let info = SourceInfo {
         describe: format!(
             "RTSP {} over {:?}: {}",
@@ -223,32 +311,76 @@ pub async fn open(
     Ok((info, src))
 }
 
+/// A signal before the camera ever answered: a clean stop (exit 0).
+fn stopped() -> Fail {
+    Fail {
+        code: crate::cli::EXIT_OK,
+        msg: "stopped before the camera answered".into(),
+    }
+}
+
 impl RtspSource {
+    /// Time for the camera to answer one request (DESCRIBE, SETUP, PLAY).
+    fn request_timeout(&self) -> Duration {
+        self.stall.max(Duration::from_secs(5))
+    }
+
+    /// DESCRIBE, bounded by [`RtspSource::request_timeout`]: a camera that
+    /// accepts the connection and never answers (hung firmware, or a
+    /// connection left half-open by a power cut) must not hold the source
+    /// for ever.
     async fn describe(
         &self,
-    ) -> Result<retina::client::Session<retina::client::Described>, retina::Error> {
-        retina::client::Session::describe(
+    ) -> Result<retina::client::Session<retina::client::Described>, RtspError> {
+        let describe = retina::client::Session::describe(
             self.url.clone(),
             SessionOptions::default()
                 .creds(self.creds.clone())
                 .session_group(self.group.clone())
                 .user_agent(concat!("whip-ingest/", env!("CARGO_PKG_VERSION")).into()),
-        )
-        .await
+        );
+        self.timed(describe).await
+    }
+
+    /// Run an RTSP request with [`RtspSource::request_timeout`].
+    async fn timed<T>(
+        &self,
+        req: impl std::future::Future<Output = Result<T, retina::Error>>,
+    ) -> Result<T, RtspError> {
+        match tokio::time::timeout(self.request_timeout(), req).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RtspError::new(&e, self.creds.is_some())),
+            Err(_) => Err(RtspError {
+                status: None,
+                msg: format!(
+                    "no answer within {:.0} s",
+                    self.request_timeout().as_secs_f64()
+                ),
+            }),
+        }
     }
 
     /// One RTSP session: DESCRIBE, SETUP, PLAY, then frames until it fails
     /// or stalls. Returns why it ended.
     async fn session(
-        &self,
+        &mut self,
         tx: &mpsc::Sender<Media>,
         video_ts: &mut Rebase,
         audio_ts: &mut Rebase,
         healthy: &mut bool,
     ) -> String {
-        let mut session = match self.describe().await {
+        let described = match self.described.take() {
+            Some(s) => Ok(s),
+            None => self.describe().await,
+        };
+        let mut session = match described {
             Ok(s) => s,
-            Err(e) => return format!("DESCRIBE: {e}"),
+            Err(e) => {
+                if matches!(e.status, Some(401 | 403)) {
+                    self.refused = Some(e.msg.clone());
+                }
+                return format!("DESCRIBE: {}", e.msg);
+            }
         };
         let p = match pick(session.streams()) {
             Ok(p) => p,
@@ -265,13 +397,13 @@ impl RtspSource {
             let opts = SetupOptions::default()
                 .transport(transport.clone())
                 .frame_format(format);
-            if let Err(e) = session.setup(i, opts).await {
-                return format!("SETUP: {e}");
+            if let Err(e) = self.timed(session.setup(i, opts)).await {
+                return format!("SETUP: {}", e.msg);
             }
         }
-        let playing = match session.play(PlayOptions::default()).await {
+        let playing = match self.timed(session.play(PlayOptions::default())).await {
             Ok(s) => s,
-            Err(e) => return format!("PLAY: {e}"),
+            Err(e) => return format!("PLAY: {}", e.msg),
         };
         if matches!(p.audio, Some((_, Track::Opus))) {
             return self
@@ -280,7 +412,7 @@ impl RtspSource {
         }
         let mut demuxed = match playing.demuxed() {
             Ok(d) => d,
-            Err(e) => return format!("PLAY: {e}"),
+            Err(e) => return format!("PLAY: {}", RtspError::new(&e, false).msg),
         };
         info!("RTSP playing {}", redacted(&self.url));
         // SPS/PPS (H.265: VPS/SPS/PPS) from the SDP's sprop-* parameters
@@ -299,7 +431,7 @@ impl RtspSource {
                     );
                 }
                 Ok(None) => return "RTSP session ended".into(),
-                Ok(Some(Err(e))) => return format!("RTSP: {e}"),
+                Ok(Some(Err(e))) => return format!("RTSP: {}", RtspError::new(&e, false).msg),
                 Ok(Some(Ok(i))) => i,
             };
             let now = Instant::now();
@@ -392,7 +524,7 @@ impl RtspSource {
                     );
                 }
                 Ok(None) => return "RTSP session ended".into(),
-                Ok(Some(Err(e))) => return format!("RTSP: {e}"),
+                Ok(Some(Err(e))) => return format!("RTSP: {}", RtspError::new(&e, false).msg),
                 Ok(Some(Ok(PacketItem::Rtp(pkt)))) => pkt,
                 Ok(Some(Ok(_))) => continue,
             };
@@ -441,7 +573,7 @@ impl RtspSource {
     }
 
     /// Pull the camera until the receiver is gone, reconnecting with backoff.
-    pub async fn run(self, tx: mpsc::Sender<Media>) {
+    pub async fn run(mut self, tx: mpsc::Sender<Media>) {
         let mut video_ts = Rebase::new(90_000);
         let mut audio_ts = Rebase::new(self.audio_clock);
         let mut backoff = Backoff::default();
@@ -452,6 +584,14 @@ impl RtspSource {
                 .session(&tx, &mut video_ts, &mut audio_ts, &mut healthy)
                 .await;
             if tx.is_closed() {
+                return;
+            }
+            if let Some(msg) = self.refused.take() {
+                // The camera's password was changed: asking again cannot
+                // help (and some cameras lock the account after a few
+                // failed logins).
+                let msg = format!("RTSP DESCRIBE {}: {msg}", redacted(&self.url));
+                let _ = tx.send(Media::Failed(msg)).await;
                 return;
             }
             // A session that ran for a while was a stable period: start the

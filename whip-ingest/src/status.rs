@@ -126,13 +126,7 @@ impl Status {
         let kbps = (s.bytes - self.last_bytes) as f64 * 8.0 / 1000.0 / secs;
         self.last_bytes = s.bytes;
         self.last_at = now;
-        let mut line = format!(
-            "{state}: {} frames, {kbps:.0} kbit/s, {} keyframes, {} reconnects",
-            s.frames, s.keyframes, s.reconnects
-        );
-        if s.stalls > 0 {
-            line += &format!(", {} stalls", s.stalls);
-        }
+        let line = line(state, s, kbps);
         match self.mode {
             Mode::Terminal => {
                 let mut e = std::io::stderr().lock();
@@ -146,9 +140,50 @@ impl Status {
     }
 }
 
+/// The status text: frames sent, bitrate, keyframes, reconnects, and when
+/// there were any, source stalls and the frames dropped (no live session, or
+/// waiting for a keyframe after one went live), so none go unnoticed.
+fn line(state: &str, s: &Stats, kbps: f64) -> String {
+    let mut line = format!(
+        "{state}: {} frames, {kbps:.0} kbit/s, {} keyframes, {} reconnects",
+        s.frames, s.keyframes, s.reconnects
+    );
+    if s.stalls > 0 {
+        line += &format!(", {} stalls", s.stalls);
+    }
+    if s.dropped > 0 {
+        line += &format!(", {} frames dropped", s.dropped);
+    }
+    line
+}
+
 /// End the status line (keep the last one visible) before the final message.
 pub fn finish() {
     if DRAWN.swap(false, Ordering::AcqRel) {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_frames_are_shown() {
+        let mut s = Stats {
+            frames: 90,
+            keyframes: 3,
+            ..Stats::default()
+        };
+        assert_eq!(
+            line("live", &s, 200.4),
+            "live: 90 frames, 200 kbit/s, 3 keyframes, 0 reconnects"
+        );
+        s.dropped = 57;
+        s.stalls = 1;
+        assert_eq!(
+            line("live", &s, 0.0),
+            "live: 90 frames, 0 kbit/s, 3 keyframes, 0 reconnects, 1 stalls, 57 frames dropped"
+        );
     }
 }

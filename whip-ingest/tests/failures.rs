@@ -11,6 +11,7 @@ use sfu::config::{Config, StreamAuth};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use str0m::media::MediaKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Run whip-ingest to completion: (exit code, stderr).
@@ -144,6 +145,8 @@ async fn server_refusals_exit_4_with_the_reason() {
         &format!("{base}/whip/busy"),
         "--token",
         "s3cret",
+        "--conflict-wait",
+        "0",
     ]);
     assert_eq!(code, Some(4), "{err}");
     assert!(
@@ -430,5 +433,34 @@ async fn untrusted_certificate_exits_4_at_once_and_insecure_publishes() {
     let log = ing.stderr();
     assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
     assert!(!log.contains('\x1b'), "no ANSI codes in a pipe:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A name still held by a publisher that vanished without DELETE (here a
+/// live session the test ends after a few seconds; the server would reap a
+/// killed ingest's session after ≈ 30 s): the 409 is asked again within
+/// `--conflict-wait` and the ingest publishes once the name is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_held_by_a_previous_publisher_is_waited_for() {
+    let base = start_server().await;
+    let dir = temp_dir("conflict");
+    let clip = make_clip(&dir);
+    let url = format!("{base}/whip/held");
+    let mut stale = Session::publish(&url, Options::default()).await.unwrap();
+    stale.wait_connected(Duration::from_secs(10)).await.unwrap();
+    let mut ing = Ingest::start(&[&clip, "--loop", "--url", &url]);
+    ing.wait_for_log("did not stop cleanly", Duration::from_secs(10))
+        .await;
+    assert!(ing.running(), "a 409 at start is waited for");
+    stale.close().await.unwrap();
+    ing.wait_for_log("publishing to", Duration::from_secs(20))
+        .await;
+    let mut v = viewer(&format!("{base}/whep/held"), Duration::from_secs(10)).await;
+    let rx = collect(&mut v, Duration::from_secs(2)).await;
+    let video = rx.iter().filter(|r| r.kind == MediaKind::Video).count();
+    assert!(video > 20, "{video} video packets");
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(0), "{}", ing.stderr());
     let _ = std::fs::remove_dir_all(&dir);
 }

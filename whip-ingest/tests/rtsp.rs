@@ -35,11 +35,17 @@ fn camera(port: u16) -> Camera {
 
 /// Start the test camera in `mode` (see rtsp_server.py) on `port`.
 fn camera_mode(port: u16, mode: &str) -> Camera {
+    camera_with(port, &[mode])
+}
+
+/// Start the test camera on `port` with rtsp_server.py's further arguments
+/// (MODE [USER PASSWORD]).
+fn camera_with(port: u16, args: &[&str]) -> Camera {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rtsp_server.py");
     let mut child = Command::new("/usr/bin/python3")
         .arg(script)
         .arg(port.to_string())
-        .arg(mode)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -326,6 +332,13 @@ async fn play_camera(
     let st = ing.wait(Duration::from_secs(10));
     let log = ing.stderr();
     assert_eq!(st.code(), Some(0), "clean stop:\n{log}");
+    // The session DESCRIBEd at startup is the one played: no second
+    // DESCRIBE, which GStreamer's server answered with 503 (a reconnect
+    // and a stall at every start).
+    assert!(
+        !log.contains("reconnecting") && !log.contains("stalls"),
+        "a clean start:\n{log}"
+    );
     (rx, log, dir)
 }
 
@@ -347,4 +360,140 @@ fn check_opus(rx: &[sfu::client::Received]) -> (Vec<&sfu::client::Received>, f64
     }
     let rms = (energy / (audio.len() * 960) as f64).sqrt();
     (audio, rms)
+}
+
+/// Wait until `s` occurs `n` times in the ingest's stderr.
+async fn wait_for_nth(ing: &Ingest, s: &str, n: usize, timeout: Duration) {
+    let end = std::time::Instant::now() + timeout;
+    while ing.stderr().matches(s).count() < n {
+        assert!(
+            std::time::Instant::now() < end,
+            "'{s}' not {n} times in whip-ingest's stderr within {timeout:?}:\n{}",
+            ing.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_digest_auth_wrong_password_exits_3_and_special_characters_work() {
+    let base = start_server().await;
+    let dir = temp_dir("rtsp-auth");
+    let port = free_tcp_port();
+    // A password as a user pastes it into the URL: `+`, `@`, `:` and `%`
+    // unencoded (`+` is a literal plus in userinfo, RFC 3986 §3.2.1).
+    let pass = "p+ss@:%w";
+    let _cam = camera_with(port, &["h264", "admin", pass]);
+
+    // Wrong password: exit 3 at once with a one-line reason, never retried.
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://admin:wrong@127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/auth"),
+    ]);
+    let st = ing.wait(Duration::from_secs(20));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(3), "wrong credentials:\n{log}");
+    assert!(!log.contains("retrying"), "not retried:\n{log}");
+    let last = log.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("whip-ingest: RTSP DESCRIBE") && last.contains("user name or password"),
+        "the last line gives the reason:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .all(|l| l.starts_with("20") || l.starts_with("whip-ingest: ")),
+        "every message on one line:\n{log}"
+    );
+
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://admin:{pass}@127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/auth"),
+        "--stall-timeout",
+        "1",
+    ]);
+    let mut v = viewer(&format!("{base}/whep/auth"), Duration::from_secs(15)).await;
+    let rx = collect(&mut v, Duration::from_secs(3)).await;
+    let decoded = check_video(&rx, &dir, "digest auth");
+
+    // The camera's password is changed while it runs: the reconnect is
+    // refused, and the run ends (exit 3) instead of asking for ever.
+    drop(_cam);
+    let _cam = camera_with(port, &["h264", "admin", "changed"]);
+    let st = ing.wait(Duration::from_secs(30));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(3), "password changed:\n{log}");
+    let last = log.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("user name or password"), "{log}");
+    assert!(
+        log.contains("deleted (200)"),
+        "the WHIP session is DELETEd:\n{log}"
+    );
+    assert!(!log.contains("p+ss"), "password never logged:\n{log}");
+    eprintln!("digest auth with {pass:?}: {decoded} frames decoded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_camera_down_at_start_and_a_hung_camera_are_retried() {
+    let base = start_server().await;
+    let dir = temp_dir("rtsp-late");
+    // Ctrl-C while a camera keeps the ingest waiting for an answer (the
+    // listener never accepts: the kernel completes the connection) is a
+    // clean stop.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{hole_port}/cam"),
+        "--url",
+        &format!("{base}/whip/late"),
+    ]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let int = Command::new("kill")
+        .args(["-INT", &ing.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let st = ing.wait(Duration::from_secs(4));
+    let log = ing.stderr();
+    assert_eq!(st.code(), Some(0), "Ctrl-C during DESCRIBE:\n{log}");
+    assert!(log.contains("stopped before the camera answered"), "{log}");
+    drop(hole);
+
+    let port = free_tcp_port();
+    // No camera yet (it boots slower than the machine running the ingest):
+    // asked again with backoff, not an unusable source.
+    let mut ing = Ingest::start(&[
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        "--url",
+        &format!("{base}/whip/late"),
+        "--stall-timeout",
+        "1",
+    ]);
+    ing.wait_for_log("retrying in", Duration::from_secs(10))
+        .await;
+    let cam = camera(port);
+    let mut v = viewer(&format!("{base}/whep/late"), Duration::from_secs(30)).await;
+    let rx = collect(&mut v, Duration::from_secs(2)).await;
+    check_video(&rx, &dir, "camera up after the ingest");
+
+    // The camera hangs: it accepts the connection and never answers (the
+    // ingest's request times out, 5 s here), and is back meanwhile while
+    // that connection stays open.
+    drop(cam);
+    let hole = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let hung = tokio::task::spawn_blocking(move || hole.accept().map(|(c, _)| c))
+        .await
+        .unwrap()
+        .unwrap();
+    let _cam = camera(port);
+    ing.wait_for_log("no answer within 5 s", Duration::from_secs(20))
+        .await;
+    wait_for_nth(&ing, "flowing again", 1, Duration::from_secs(30)).await;
+    let rx = collect(&mut v, Duration::from_secs(2)).await;
+    check_video(&rx, &dir, "after the hung camera");
+    drop(hung);
+    ing.term();
+    let st = ing.wait(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(0), "clean stop:\n{}", ing.stderr());
 }

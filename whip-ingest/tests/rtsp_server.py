@@ -9,7 +9,9 @@ on 127.0.0.1:PORT/cam serving, by MODE:
     h264+opus x264 H.264 + Opus audio (48 kHz, 20 ms frames, opusenc + rtpopuspay)
     h265+opus x265 H.265 + the same Opus audio
 
-    /usr/bin/python3 rtsp_server.py PORT [MODE]
+    /usr/bin/python3 rtsp_server.py PORT [MODE [USER PASSWORD]]
+
+With USER and PASSWORD the camera asks for Digest authentication (RFC 2617).
 
 Prints READY when it listens; runs until killed.
 """
@@ -19,7 +21,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 Gst.init(None)
 port = sys.argv[1]
@@ -58,6 +61,17 @@ server.set_service(port)
 factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch("( " + LAUNCH[mode] + ")")
 factory.set_shared(True)
+if len(sys.argv) > 4:
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+    auth = GstRtspServer.RTSPAuth()
+    auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    auth.add_digest(sys.argv[3], sys.argv[4], token)
+    server.set_auth(auth)
+    perms = GstRtspServer.RTSPPermissions()
+    for perm in (GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT):
+        perms.add_permission_for_role("user", perm, True)
+    factory.set_permissions(perms)
 server.get_mount_points().add_factory("/cam", factory)
 if server.attach(None) == 0:
     print("cannot listen", flush=True)
