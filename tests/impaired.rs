@@ -692,28 +692,7 @@ async fn simulcast_viewer_joining_before_the_first_layer_packet_adapts_to_a_cap(
     );
     let publisher = Arc::new(publisher);
     let p2 = publisher.clone();
-    let sending = tokio::spawn(async move {
-        let start = tokio::time::Instant::now();
-        let frames = layers.iter().map(|c| c.video.len()).min().unwrap();
-        for i in 0..frames {
-            tokio::time::sleep_until(start + Duration::from_micros(i as u64 * 33_333)).await;
-            for (li, clip) in layers.iter().enumerate() {
-                let (ts, _, payloads) = &clip.video[i];
-                let n = payloads.len();
-                for (k, p) in payloads.iter().enumerate() {
-                    p2.send_layer(
-                        RIDS[li],
-                        sfu::client::OutPacket {
-                            kind: MediaKind::Video,
-                            ts: ts.wrapping_add(li as u32 * 1_000_000),
-                            marker: k + 1 == n,
-                            payload: p.clone(),
-                        },
-                    );
-                }
-            }
-        }
-    });
+    let sending = tokio::spawn(e2e::publish_layers(p2, RIDS, layers));
     let t0 = tokio::time::Instant::now();
     let mut timeline = Vec::new();
     while !sending.is_finished() {

@@ -312,3 +312,33 @@ impl Metrics {
             .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 }
+
+/// Send three simulcast layers (`rids[i]` carries `layers[i]`) through
+/// publisher `s` in real time, 30 fps; each layer's RTP timestamps start at
+/// a different base (layers do not share one, like browsers).
+pub async fn publish_layers(
+    s: std::sync::Arc<sfu::client::Session>,
+    rids: [&'static str; 3],
+    layers: [&'static Clip; 3],
+) {
+    let start = tokio::time::Instant::now();
+    let frames = layers.iter().map(|c| c.video.len()).min().unwrap_or(0);
+    for i in 0..frames {
+        tokio::time::sleep_until(start + std::time::Duration::from_micros(i as u64 * 33_333)).await;
+        for (li, clip) in layers.iter().enumerate() {
+            let (ts, _, payloads) = &clip.video[i];
+            let n = payloads.len();
+            for (k, p) in payloads.iter().enumerate() {
+                s.send_layer(
+                    rids[li],
+                    sfu::client::OutPacket {
+                        kind: str0m::media::MediaKind::Video,
+                        ts: ts.wrapping_add(li as u32 * 1_000_000),
+                        marker: k + 1 == n,
+                        payload: p.clone(),
+                    },
+                );
+            }
+        }
+    }
+}

@@ -4,9 +4,9 @@
 //! with continuous sequence numbers and timestamps; the server-sent events
 //! extension reports the layers and when they stop.
 
-use e2e::{Clip, clip_sized, drain, start_server};
+use e2e::{clip_sized, drain, start_server};
 use sfu::client::http::{Url, request};
-use sfu::client::{OutPacket, Received, Session, Track};
+use sfu::client::{Received, Session, Track};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,31 +19,6 @@ fn opts() -> sfu::client::Options {
     sfu::client::Options {
         tracks: vec![Track::H264(0x42e01f)],
         ..Default::default()
-    }
-}
-
-/// Send the three layers in real time; each layer's RTP timestamps start at
-/// a different base (layers do not share one, like browsers).
-async fn publish_layers(s: Arc<Session>, layers: [&'static Clip; 3]) {
-    let start = tokio::time::Instant::now();
-    let frames = layers.iter().map(|c| c.video.len()).min().unwrap();
-    for i in 0..frames {
-        tokio::time::sleep_until(start + Duration::from_micros(i as u64 * 33_333)).await;
-        for (li, clip) in layers.iter().enumerate() {
-            let (ts, _, payloads) = &clip.video[i];
-            let n = payloads.len();
-            for (k, p) in payloads.iter().enumerate() {
-                s.send_layer(
-                    RIDS[li],
-                    OutPacket {
-                        kind: MediaKind::Video,
-                        ts: ts.wrapping_add(li as u32 * 1_000_000),
-                        marker: k + 1 == n,
-                        payload: p.clone(),
-                    },
-                );
-            }
-        }
     }
 }
 
@@ -102,7 +77,7 @@ async fn simulcast_default_query_and_switch() {
     );
     publisher.wait_connected(CONNECT).await.unwrap();
     let publisher = Arc::new(publisher);
-    let sender = tokio::spawn(publish_layers(publisher.clone(), layers));
+    let sender = tokio::spawn(e2e::publish_layers(publisher.clone(), RIDS, layers));
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The stream lists its three layers with their resolutions.
