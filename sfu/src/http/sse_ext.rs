@@ -22,7 +22,8 @@
 //! when a new publisher is spliced in), `inactive` (`{}`) when it left
 //! (viewers wait in the grace period), `layers` (`{"<m-line index>":
 //! [{"rid","encodingId","bitrate","width","height","active"}]}`, bitrate in
-//! bit/s, 0 when inactive) when the set of simulcast layers or their
+//! bit/s, 0 when inactive as [`crate::layers::LayerTable::snapshot`] reads
+//! it) when the set of simulcast layers or their
 //! resolution/activity changes, `viewercount` (`{"viewercount":N}`) at most
 //! once per [`VIEWERCOUNT_INTERVAL`], `reconnect` (`{}`) when the session is
 //! ended because a publisher with other codecs took the name (re-POST the
@@ -367,7 +368,7 @@ impl Tracker {
                     serde_json::json!({
                         "rid": l.rid,
                         "encodingId": l.rid,
-                        "bitrate": if l.active { l.bitrate } else { 0 },
+                        "bitrate": l.bitrate,
                         "width": l.width,
                         "height": l.height,
                         "active": l.active,
