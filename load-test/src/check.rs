@@ -45,6 +45,10 @@ pub struct CheckArgs {
     /// Accept any TLS certificate of an https:// server (self-signed).
     #[arg(long)]
     pub insecure: bool,
+    /// DTLS stack of the check's sessions: `openssl` (RSA or ECDSA server
+    /// certificates) or `dimpl` (ECDSA only).
+    #[arg(long, default_value = "openssl", value_parser = crate::parse_dtls)]
+    pub dtls: sfu::dtls::Backend,
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -376,6 +380,7 @@ impl Ctx {
             bind_ip: self.args.bind_ip,
             token: self.token(role).map(str::to_string),
             insecure: self.args.insecure,
+            dtls: self.args.dtls,
             ..Options::default()
         }
     }

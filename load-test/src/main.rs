@@ -114,6 +114,11 @@ struct Common {
     /// Accept any TLS certificate of an https:// server (self-signed).
     #[arg(long)]
     insecure: bool,
+    /// DTLS stack of every session: `dimpl` (least memory and CPU per
+    /// session, ECDSA server certificates only) or `openssl` (RSA server
+    /// certificates too, e.g. GStreamer-based servers).
+    #[arg(long, default_value = "dimpl", value_parser = parse_dtls)]
+    dtls: sfu::dtls::Backend,
     /// Local address of the viewers' (and publisher's) UDP sockets.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
@@ -323,6 +328,7 @@ impl Rig {
             bind_ip: self.c.bind_ip,
             token: self.c.token.clone(),
             insecure: self.c.insecure,
+            dtls: self.c.dtls,
             ..Options::default()
         }
     }
@@ -691,4 +697,13 @@ async fn ladder_cmd(a: LadderArgs) -> anyhow::Result<()> {
         println!("chart: {}", c.display());
     }
     Ok(())
+}
+
+/// `--dtls`: `dimpl` or `openssl` (a client has no use for `auto`, which
+/// picks by the peer's ClientHello).
+fn parse_dtls(s: &str) -> Result<sfu::dtls::Backend, String> {
+    match s.parse()? {
+        sfu::dtls::Backend::Auto => Err("auto is for servers: dimpl or openssl".into()),
+        b => Ok(b),
+    }
 }

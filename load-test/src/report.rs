@@ -43,8 +43,9 @@ pub struct Report {
     /// Viewers connected (ICE + DTLS up) and still up at the window's end.
     pub viewers_connected: usize,
     /// Failed joins by HTTP status (`"409"`) or cause (`"timeout"`: no HTTP
-    /// answer within 10 s, `"ice-timeout"`: answered but not connected
-    /// within 10 s, `"error"`: connection/SDP error).
+    /// answer within 10 s, `"ice-timeout"`: answered but ICE not connected
+    /// within 10 s, `"dtls-timeout"`: ICE connected but DTLS not within
+    /// 10 s, `"error"`: connection/SDP error).
     pub setup_failures: BTreeMap<String, usize>,
     /// Lost / expected packets over all viewers and tracks (0..1).
     pub loss_ratio: f64,
@@ -171,6 +172,9 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
     }
     if ctx.publisher.is_some_and(|p| p.1) {
         notes.push("our publisher's session ended during the run".into());
+    }
+    if failures.contains_key(DTLS_TIMEOUT) {
+        notes.push(DTLS_HINT.into());
     }
     let lag = Pct::of(&mut ctx.timer_lag_ms.clone());
     if lag.p99.is_some_and(|l| l > GENERATOR_LAG_BOUND_MS) {
@@ -319,8 +323,18 @@ pub fn table(r: &Report) -> String {
     for (k, v) in rows {
         let _ = writeln!(s, "  {k:<30} {v}");
     }
+    if r.setup_failures.contains_key(DTLS_TIMEOUT) {
+        let _ = writeln!(s, "  note: {DTLS_HINT}");
+    }
     s
 }
+
+/// Setup failure: ICE connected, DTLS did not within the join timeout.
+pub const DTLS_TIMEOUT: &str = "dtls-timeout";
+
+/// What a [`DTLS_TIMEOUT`] usually means.
+const DTLS_HINT: &str = "dtls-timeout: ICE connected but the DTLS handshake did not finish; \
+     a server whose DTLS certificate is RSA (GStreamer-based) needs --dtls openssl";
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use crate::sei;
 use sfu::client::{ClientEvent, HeaderSink, Options, Received, Refused, Session};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use str0m::IceConnectionState;
 use str0m::format::Codec;
 use str0m::media::MediaKind;
 use tokio::sync::{mpsc, watch};
@@ -25,7 +26,7 @@ pub enum State {
     /// ICE + DTLS up.
     Connected,
     /// Setup failed: HTTP status (`"409"`) or a cause (`"timeout"`,
-    /// `"ice-timeout"`, `"error"`).
+    /// `"ice-timeout"`, `"dtls-timeout"`, `"error"`).
     Failed(String),
     /// The session ended after connecting.
     Closed,
@@ -441,11 +442,15 @@ pub async fn join(
     })
     .await;
     if connected != Ok(true) {
+        let ice_up = matches!(
+            *s.ice.borrow(),
+            IceConnectionState::Connected | IceConnectionState::Completed
+        );
         fail(
-            if connected.is_err() {
-                "ice-timeout"
-            } else {
-                "closed"
+            match connected {
+                Err(_) if ice_up => crate::report::DTLS_TIMEOUT,
+                Err(_) => "ice-timeout",
+                Ok(_) => "closed",
             }
             .into(),
         );

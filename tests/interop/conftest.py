@@ -85,12 +85,13 @@ def sfu(net, test_dir):
 
 @pytest.fixture
 def clients(net, test_dir):
-    """Factory clients(name, argv) -> Client in the client namespace; all are
-    stopped at teardown (before the namespaces go)."""
+    """Factory clients(name, argv) -> Client in the client namespace
+    (`server_side=True`: in the server namespace); all are stopped at
+    teardown (before the namespaces go)."""
     started: list[Client] = []
 
-    def start(name, argv, env=None, cwd=None):
-        c = Client(net, name, argv, test_dir, env=env, cwd=cwd)
+    def start(name, argv, env=None, cwd=None, server_side=False):
+        c = Client(net, name, argv, test_dir, env=env, cwd=cwd, server_side=server_side)
         started.append(c)
         return c
 

@@ -35,6 +35,14 @@ def sfu_binary():
     return os.environ.get("SFU_BIN", str(ROOT / "target" / "release" / "sfu"))
 
 
+def our_binary(name):
+    """target/release/<name> (whip-ingest, load-test), or $<NAME>_BIN; fails the test if missing."""
+    path = os.environ.get(name.upper().replace("-", "_") + "_BIN", str(ROOT / "target" / "release" / name))
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} not found: cargo build --release -p {name}")
+    return path
+
+
 def _has_modules(py, code):
     try:
         return subprocess.run([str(py), "-c", code], capture_output=True, timeout=60).returncode == 0
@@ -102,17 +110,20 @@ def ttff(res):
 
 
 class Client:
-    """One client process in the client namespace. Its stdout is read as
-    JSON lines (events); its stderr goes to an artifact log file."""
+    """One client process in the client namespace (`server_side`: in the
+    server namespace, for a server under test that is not ours). Its stdout
+    is read as JSON lines (events); its stderr goes to an artifact log file."""
 
-    def __init__(self, net: NetnsPair, name: str, argv, log_dir: pathlib.Path, env=None, cwd=None):
+    def __init__(self, net: NetnsPair, name: str, argv, log_dir: pathlib.Path, env=None, cwd=None,
+                 server_side=False):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")
         self.events: list[dict] = []
         self.raw: list[str] = []
         self._q: queue.Queue = queue.Queue()
-        self.proc = net.popen_cli(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        popen = net.popen_srv if server_side else net.popen_cli
+        self.proc = popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self._log, text=True, env=env, cwd=cwd)
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()

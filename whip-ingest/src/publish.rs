@@ -6,7 +6,9 @@ use crate::media::{KeyframeRequest, Media, SourceInfo, VideoCodec, VideoFrame, n
 use crate::packetize::Packetizer;
 use crate::status::{Mode, Stats, Status};
 use sfu::client::http::Url;
-use sfu::client::{ClientEvent, Options, OutPacket, Refused, Session, Signalling, Track, sps};
+use sfu::client::{
+    ClientEvent, NoCommonCodec, Options, OutPacket, Refused, Session, Signalling, Track, sps,
+};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
@@ -242,6 +244,13 @@ fn classify(e: &anyhow::Error, had_session: bool, conflict_wait: bool) -> Outcom
             msg,
         });
     }
+    if let Some(n) = e.downcast_ref::<NoCommonCodec>() {
+        // The same offer gets the same answer: retrying cannot help.
+        return Outcome::Fatal(Fail {
+            code: EXIT_REFUSED,
+            msg: n.to_string(),
+        });
+    }
     let Some(r) = e.downcast_ref::<Refused>() else {
         return Outcome::Retry {
             why: format!("{e:#}"),
@@ -322,6 +331,10 @@ fn post(
             ice_servers,
             relay_only,
             link_ice_servers: true,
+            // OpenSSL takes RSA server certificates too (GStreamer-based
+            // servers), which dimpl refuses; one session, so its extra
+            // memory does not matter.
+            dtls: sfu::dtls::Backend::Openssl,
             ..Options::default()
         };
         let sig = Signalling {

@@ -82,6 +82,11 @@ pub struct Options {
     /// ICE as arriving at it. Tests use an address nothing listens on so
     /// that the server reaches the session only through a relay.
     pub advertise_ip: Option<IpAddr>,
+    /// The session's DTLS stack (RFC 5764 DTLS-SRTP): [`crate::dtls::Backend::Dimpl`]
+    /// (default) takes only ECDSA server certificates and costs least per
+    /// session; [`crate::dtls::Backend::Openssl`] also takes RSA ones (GStreamer
+    /// `webrtcbin`-based servers sign with RSA 2048 by default).
+    pub dtls: crate::dtls::Backend,
 }
 
 /// Simulated path impairments of a session ([`Options::drop_every`],
@@ -122,6 +127,7 @@ impl Default for Options {
             drop_every: None,
             delay_sends: None,
             advertise_ip: None,
+            dtls: crate::dtls::Backend::Dimpl,
         }
     }
 }
@@ -292,6 +298,46 @@ pub struct Refused {
     pub retry_after: Option<u64>,
 }
 
+/// A WHIP answer (`201`) that agrees on a payload type for none of the
+/// offered tracks (RFC 3264 §6.1: its m-lines are rejected, or their
+/// formats match none of the offer's, e.g. H.264 without the offered
+/// `profile-level-id`, RFC 6184 §8.1): nothing could be sent. The session
+/// has been DELETEd.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server's answer accepts none of the offered codecs, so nothing can be sent \
+     (the session was deleted); its codecs per m-line: {answer}"
+)]
+pub struct NoCommonCodec {
+    /// The answer's `a=rtpmap`/`a=fmtp` lines per offered kind.
+    pub answer: String,
+}
+
+/// The `a=rtpmap` and `a=fmtp` lines of the first m-section of `kind` in
+/// `sdp`, joined by `, ` ("rejected" for port 0, "absent" if none).
+fn answer_codecs(sdp: &str, kind: MediaKind) -> String {
+    let want = format!("m={kind} ");
+    let mut lines = sdp.lines().map(str::trim);
+    let Some(m) = lines.find(|l| l.starts_with(&want)) else {
+        return "absent".into();
+    };
+    if m.split(' ').nth(1) == Some("0") {
+        return "rejected".into();
+    }
+    let codecs: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("m="))
+        .filter(|l| l.starts_with("a=rtpmap:") || l.starts_with("a=fmtp:"))
+        .collect();
+    if codecs.is_empty() {
+        return "no a=rtpmap".into();
+    }
+    let mut out = codecs.join(", ");
+    if out.contains(" H264/") && !out.contains("profile-level-id") {
+        out += " (H.264 without profile-level-id is Baseline level 1.0, RFC 6184 §8.1)";
+    }
+    out
+}
+
 impl Session {
     /// Publish over WHIP to `endpoint` (e.g. `http://127.0.0.1:8080/whip/cam`).
     pub async fn publish(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
@@ -366,7 +412,7 @@ impl Session {
         let socket = bind_udp(SocketAddr::new(opts.bind_ip, 0))?;
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new()
-            .set_crypto_provider(crate::dtls::crypto_provider(crate::dtls::Backend::Dimpl))
+            .set_crypto_provider(crate::dtls::crypto_provider(opts.dtls))
             .set_rtp_mode(true)
             .clear_codecs();
         let mut kinds = Vec::new();
@@ -524,6 +570,31 @@ impl Session {
         let answer = SdpAnswer::from_sdp_string(&resp.body)
             .map_err(|e| anyhow::anyhow!("bad answer SDP: {e}"))?;
         rtc.sdp_api().accept_answer(pending, answer)?;
+        if dir == Direction::SendOnly {
+            let unusable: Vec<MediaKind> = mids
+                .iter()
+                .filter(|(_, mid)| rtc.media(*mid).is_none_or(|m| m.remote_pts().is_empty()))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &unusable {
+                warn!(
+                    "the answer agrees on no payload type for the offered {k} ({}): \
+                     its packets cannot be sent",
+                    answer_codecs(&resp.body, *k)
+                );
+            }
+            if unusable.len() == mids.len() {
+                let _ = request("DELETE", &location, &headers, None).await;
+                return Err(NoCommonCodec {
+                    answer: unusable
+                        .iter()
+                        .map(|k| format!("{k}: {}", answer_codecs(&resp.body, *k)))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                }
+                .into());
+            }
+        }
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (ice_tx, ice) = watch::channel(IceConnectionState::New);
@@ -1445,4 +1516,28 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_codecs_names_the_m_section_of_a_kind() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 H264/90000\r\n\
+                   a=fmtp:96 packetization-mode=1\r\n";
+        assert_eq!(
+            answer_codecs(sdp, MediaKind::Audio),
+            "a=rtpmap:111 opus/48000/2"
+        );
+        let v = answer_codecs(sdp, MediaKind::Video);
+        assert!(
+            v.starts_with("a=rtpmap:96 H264/90000, a=fmtp:96 packetization-mode=1 (H.264 without"),
+            "{v}"
+        );
+        let rejected = "v=0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
+        assert_eq!(answer_codecs(rejected, MediaKind::Video), "rejected");
+        assert_eq!(answer_codecs(rejected, MediaKind::Audio), "absent");
+    }
 }
