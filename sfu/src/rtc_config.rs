@@ -97,7 +97,7 @@ pub fn base(role: RtcRole) -> RtcConfig {
 /// Most video packets a viewer keeps for resends over `window`: the packets
 /// of `window` at the publication's incoming rate `bitrate_bps` (bit/s, all
 /// tracks; 0 when not measured yet) in ≈ 1,100-byte packets, within
-/// [`RTX_CACHE_MIN`]..=[`RTX_CACHE_MAX`]. Each costs ≈ 570 B in str0m
+/// [`RTX_CACHE_MIN`]..=[`RTX_CACHE_MAX`]. Each costs 432 B in str0m
 /// whether or not it is ever resent, and str0m grows the history to this
 /// bound at the first burst (a keyframe, a GOP replay), so the bound, not
 /// the window, is the memory; in a burst the oldest packets go before they
@@ -110,7 +110,7 @@ pub fn rtx_cache_packets(bitrate_bps: u64, window: Duration) -> usize {
 /// Size a viewer video stream's resend history for NACKs (RFC 4585
 /// §6.2.1, resends per RFC 4588): packets up to `window` old (see
 /// [`ResendWindow`]), at most [`rtx_cache_packets`] of them. str0m keeps
-/// 1,024 packets over 3 s by default, ≈ 570 B of bookkeeping each (the
+/// 1,024 packets over 3 s by default, 432 B of bookkeeping each (the
 /// payloads are shared). `ratio_cap`: apply [`RTX_RATIO_CAP`]; str0m then
 /// records every sent packet's size for 1 s (≈ 25 KiB per viewer at
 /// 2 Mbit/s), so the server turns it on only for viewers that report

@@ -622,18 +622,14 @@ mod tests {
         [ra, rb]
     }
 
-    #[test]
-    fn openssl_client_reaches_a_dimpl_server() {
-        // What whip-ingest does against a str0m (dimpl) server: its OpenSSL
-        // DTLS client with an ECDSA certificate.
+    /// Our client's OpenSSL DTLS (ECDSA certificate, DTLS client) against
+    /// a server session of `server` with `server_cert`: both connect, each
+    /// with the other's certificate and the same SRTP keying material.
+    fn openssl_client_against(server: &dyn DtlsProvider, server_cert: &DtlsCert) {
         let now = Instant::now();
         let client_cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
-        let server_cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
-        let dimpl = crate::dtls::SharedConfigDtls {
-            configs: Mutex::new(Vec::new()),
-        };
-        let mut server = dimpl
-            .new_dtls(&server_cert, now, DtlsVersion::Dtls12, Some(1150))
+        let mut server = server
+            .new_dtls(server_cert, now, DtlsVersion::Dtls12, Some(1150))
             .unwrap();
         let mut client = OpensslDtls::new()
             .new_dtls(&client_cert, now, DtlsVersion::Dtls12, Some(1150))
@@ -645,5 +641,22 @@ mod tests {
         assert_eq!(c.1.as_deref(), Some(&server_cert.certificate[..]));
         assert_eq!(s.1.as_deref(), Some(&client_cert.certificate[..]));
         assert!(c.2.is_some() && c.2 == s.2, "the same SRTP keying material");
+    }
+
+    #[test]
+    fn openssl_client_reaches_a_dimpl_server() {
+        // whip-ingest against a str0m (dimpl) server.
+        let dimpl = crate::dtls::SharedConfigDtls {
+            configs: Mutex::new(Vec::new()),
+        };
+        let cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
+        openssl_client_against(&dimpl, &cert);
+    }
+
+    #[test]
+    fn openssl_client_takes_an_rsa_server_certificate() {
+        // whip-ingest against a GStreamer-based server that is the DTLS
+        // server (answer a=setup:passive) with its default RSA certificate.
+        openssl_client_against(&OpensslDtls::new(), &rsa_cert());
     }
 }
