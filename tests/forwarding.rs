@@ -246,7 +246,8 @@ async fn viewer_keyframe_request_reaches_publisher() {
 /// §6.2.1), the server resends from that viewer's resend history over RTX
 /// (RFC 4588). At 10 % NACKed the server also turns the RTX ratio cap on for
 /// that track (`sfu_rtx_ratio_caps_total`), which empties the history once;
-/// the clean viewer next to it is untouched and gets every packet.
+/// the clean viewer next to it is untouched and gets every packet. Each
+/// client's own count of the NACKs it sent (`Session::feedback`) agrees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
     let clip = clip(4);
@@ -286,6 +287,11 @@ async fn lossy_viewer_is_repaired_by_rtx_and_capped() {
     let m = Metrics::fetch(&base).await;
     let metric = |name: &str| m.get(name);
     assert!(metric("sfu_nacks_total{direction=\"from_viewers\"}") > 0.0);
+    // The client counts the feedback it sent (str0m's ingress stats, once a
+    // second): the lossy viewer NACKed, the clean one had nothing to ask.
+    let (lossy_fb, clean_fb) = (*lossy.feedback.borrow(), *clean.feedback.borrow());
+    assert!(lossy_fb.nacks > 0, "lossy viewer sent NACKs: {lossy_fb:?}");
+    assert_eq!(clean_fb.nacks, 0, "clean viewer: {clean_fb:?}");
     assert_eq!(
         metric("sfu_rtx_ratio_caps_total"),
         1.0,

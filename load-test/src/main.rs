@@ -141,6 +141,12 @@ struct Common {
     /// 29 % of its core with the default, 57 % with all full). 1: all full.
     #[arg(long, default_value_t = 20)]
     sample_every: usize,
+    /// Simulated downlink loss: each viewer discards every N-th RTP packet
+    /// it receives, before its RTP stack sees it (so viewers on full
+    /// accounting NACK it and the server can resend it; header-only
+    /// viewers count it as lost). Off by default.
+    #[arg(long, value_name = "N")]
+    drop_every: Option<u32>,
     /// Runtime worker threads [default: number of CPUs].
     #[arg(long)]
     threads: Option<usize>,
@@ -329,6 +335,7 @@ impl Rig {
             token: self.c.token.clone(),
             insecure: self.c.insecure,
             dtls: self.c.dtls,
+            drop_every: self.c.drop_every,
             ..Options::default()
         }
     }

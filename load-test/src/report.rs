@@ -56,10 +56,16 @@ pub struct Report {
     pub latency_ms: Pct,
     /// Time to first frame: POST sent → first complete keyframe access unit.
     pub ttff_ms: Pct,
-    /// NACKs sent by the viewers (0: not exposed by the client session).
+    /// Generic NACKs (RFC 4585 §6.2.1) the viewers sent since they joined.
+    /// Viewers on header-only accounting (all but every `--sample-every`-th,
+    /// from their first keyframe on) hand received RTP to no RTP stack, so
+    /// they send none: this counts the sampled viewers' and the others'
+    /// until their first keyframe.
     pub nacks: u64,
-    /// PLIs sent by the viewers (0: not exposed by the client session).
+    /// PLIs (RFC 4585 §6.3.1) the viewers sent (same viewers as `nacks`).
     pub plis: u64,
+    /// FIRs (RFC 5104 §4.3.1) the viewers sent (same viewers as `nacks`).
+    pub firs: u64,
     /// The generator's own CPU time per wall second (1.0 = one core).
     pub generator_cpu_ratio: Option<f64>,
     /// The server's CPU time per wall second (with `--server-pid`).
@@ -165,7 +171,9 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         conn.extend(s.connect.map(ms));
     }
     let mut notes = vec![
-        "nacks/plis: 0, the client session does not expose its RTCP feedback counters".to_string(),
+        "nacks/plis/firs: sent by viewers on full accounting (every --sample-every-th, and \
+         the others until their first keyframe); header-only viewers send no RTCP feedback"
+            .to_string(),
     ];
     if ctx.published_bps.is_none() {
         notes.push("latency: needs --publish clip (timestamp SEI)".into());
@@ -200,8 +208,9 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         },
         latency_ms: Pct::of(&mut lat),
         ttff_ms: Pct::of(&mut ttff),
-        nacks: 0,
-        plis: 0,
+        nacks: stats.iter().map(|s| s.feedback.nacks).sum(),
+        plis: stats.iter().map(|s| s.feedback.plis).sum(),
+        firs: stats.iter().map(|s| s.feedback.firs).sum(),
         generator_cpu_ratio: ctx.generator_cpu,
         server_cpu_ratio: ctx.server_cpu,
         server_rss_bytes: ctx.server_rss,
@@ -287,8 +296,11 @@ pub fn table(r: &Report) -> String {
         ("connect p50/p95/p99", format!("{} ms", pct(&r.connect_ms))),
         ("joins", format!("{} per s", f(r.joins_per_s, 1))),
         (
-            "NACKs / PLIs sent",
-            format!("{} / {} (not exposed by the client)", r.nacks, r.plis),
+            "NACKs / PLIs / FIRs sent",
+            format!(
+                "{} / {} / {} (by viewers on full accounting)",
+                r.nacks, r.plis, r.firs
+            ),
         ),
         (
             "generator CPU",

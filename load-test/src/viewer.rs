@@ -7,7 +7,7 @@
 //! only our own publisher sends.
 
 use crate::sei;
-use sfu::client::{ClientEvent, HeaderSink, Options, Received, Refused, Session};
+use sfu::client::{ClientEvent, Feedback, HeaderSink, Options, Received, Refused, Session};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::IceConnectionState;
@@ -99,6 +99,9 @@ pub struct Stats {
     /// Highest extended sequence number seen per kind (video, audio),
     /// across windows: extends the 16-bit ones of header-only packets.
     last_seq: [Option<u64>; 2],
+    /// RTCP feedback (NACK, PLI, FIR) this viewer sent since it joined, as
+    /// its session last reported it (once a second).
+    pub feedback: Feedback,
 }
 
 /// Extend a 16-bit RTP sequence number (RFC 3550 §A.1) to the 64-bit one
@@ -139,6 +142,7 @@ impl Stats {
             measuring: false,
             header_only: false,
             last_seq: [None; 2],
+            feedback: Feedback::default(),
         }
     }
 
@@ -478,6 +482,9 @@ const DRAIN_EVERY: Duration = Duration::from_millis(5);
 /// Drain one viewer's pending events; false once its session ended.
 fn drain(slot: &mut Slot, epoch: Instant) -> bool {
     let mut st = slot.stats.lock().unwrap();
+    if slot.session.feedback.has_changed().unwrap_or(false) {
+        st.feedback = *slot.session.feedback.borrow_and_update();
+    }
     loop {
         match slot.session.events.try_recv() {
             Ok(ClientEvent::Rtp(r)) => match r.kind {

@@ -20,6 +20,6 @@ pub mod stun;
 pub mod turn;
 
 pub use session::{
-    ClientEvent, GATHER_TIMEOUT, Gathered, HeaderSink, NoCommonCodec, Options, OutPacket, Received,
-    Refused, Session, Signalling, Track,
+    ClientEvent, FEEDBACK_INTERVAL, Feedback, GATHER_TIMEOUT, Gathered, HeaderSink, NoCommonCodec,
+    Options, OutPacket, Received, Refused, Session, Signalling, Track,
 };

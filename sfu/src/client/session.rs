@@ -276,6 +276,9 @@ pub struct Session {
     pub etag: Option<String>,
     /// The ICE agent's connection state, as str0m reports it.
     pub ice: watch::Receiver<IceConnectionState>,
+    /// RTCP feedback this session has sent for the streams it receives,
+    /// updated once a second ([`FEEDBACK_INTERVAL`]).
+    pub feedback: watch::Receiver<Feedback>,
     /// Server-reflexive and relay candidates learnt so far (from
     /// [`Options::ice_servers`] before the offer; from the answer's `Link`
     /// headers after it, with [`Options::link_ice_servers`]).
@@ -284,6 +287,62 @@ pub struct Session {
     token: Option<String>,
     extra_headers: Vec<(String, String)>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How often [`Session::feedback`] is brought up to date (str0m's stats
+/// interval).
+pub const FEEDBACK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// RTCP feedback a session sent for the streams it receives, since it
+/// started, summed over them (str0m's ingress statistics). A receiver sends
+/// these on its own: NACKs for gaps in the sequence numbers, and PLI/FIR
+/// when a decoder asks. Received RTP that is only accounted from its header
+/// ([`Session::header_only`]) never reaches str0m, so it causes none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Feedback {
+    /// Generic NACK messages sent (RFC 4585 §6.2.1).
+    pub nacks: u64,
+    /// Picture Loss Indications sent (RFC 4585 §6.3.1).
+    pub plis: u64,
+    /// Full Intra Requests sent (RFC 5104 §4.3.1).
+    pub firs: u64,
+}
+
+/// Where the session task reports what the [`Session`] exposes.
+struct Reports {
+    ice: watch::Sender<IceConnectionState>,
+    feedback: watch::Sender<Feedback>,
+    /// Latest cumulative feedback counts per received (mid, rid) stream.
+    per_stream: Vec<((Mid, Option<str0m::media::Rid>), Feedback)>,
+}
+
+impl Reports {
+    /// Take one stream's new cumulative counts and publish the sum.
+    fn on_ingress(&mut self, s: &str0m::stats::MediaIngressStats) {
+        let key = (s.mid, s.rid);
+        let f = Feedback {
+            nacks: s.nacks,
+            plis: s.plis,
+            firs: s.firs,
+        };
+        match self.per_stream.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = f,
+            None => self.per_stream.push((key, f)),
+        }
+        let sum = self
+            .per_stream
+            .iter()
+            .fold(Feedback::default(), |a, (_, v)| Feedback {
+                nacks: a.nacks + v.nacks,
+                plis: a.plis + v.plis,
+                firs: a.firs + v.firs,
+            });
+        self.feedback.send_if_modified(|old| {
+            let changed = *old != sum;
+            *old = sum;
+            changed
+        });
+    }
 }
 
 /// A non-201 answer from the server.
@@ -413,6 +472,7 @@ impl Session {
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new()
             .set_crypto_provider(crate::dtls::crypto_provider(opts.dtls))
+            .set_stats_interval(Some(FEEDBACK_INTERVAL))
             .set_rtp_mode(true)
             .clear_codecs();
         let mut kinds = Vec::new();
@@ -598,6 +658,7 @@ impl Session {
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (ice_tx, ice) = watch::channel(IceConnectionState::New);
+        let (feedback_tx, feedback) = watch::channel(Feedback::default());
         // STUN servers named only by the answer's Link headers: asked now,
         // their candidates trickled by PATCH.
         let links = resp
@@ -657,7 +718,11 @@ impl Session {
             mids,
             cmd_rx,
             ev_tx,
-            ice_tx,
+            Reports {
+                ice: ice_tx,
+                feedback: feedback_tx,
+                per_stream: Vec::new(),
+            },
             trickle,
             turn,
             Impair {
@@ -668,6 +733,7 @@ impl Session {
         Ok(Session {
             etag: resp.header("etag").map(str::to_string),
             ice,
+            feedback,
             gathered,
             location,
             answer: resp.body.clone(),
@@ -868,13 +934,13 @@ async fn drive(
     mids: Vec<(MediaKind, Mid)>,
     cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ev: mpsc::UnboundedSender<ClientEvent>,
-    ice: watch::Sender<IceConnectionState>,
+    reports: Reports,
     trickle: Trickle,
     mut turn: Option<Turn>,
     impair: Impair,
 ) {
     drive_inner(
-        rtc, &socket, local, mids, cmd_rx, ev, ice, trickle, &mut turn, impair,
+        rtc, &socket, local, mids, cmd_rx, ev, reports, trickle, &mut turn, impair,
     )
     .await;
     if let Some(r) = &mut turn {
@@ -891,7 +957,7 @@ async fn drive_inner(
     mids: Vec<(MediaKind, Mid)>,
     mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ev: mpsc::UnboundedSender<ClientEvent>,
-    ice: watch::Sender<IceConnectionState>,
+    mut reports: Reports,
     trickle: Trickle,
     turn: &mut Option<Turn>,
     impair: Impair,
@@ -989,7 +1055,11 @@ async fn drive_inner(
                         }
                         Event::KeyframeRequest(_) => Some(ClientEvent::KeyframeRequest),
                         Event::IceConnectionStateChange(s) => {
-                            let _ = ice.send(s);
+                            let _ = reports.ice.send(s);
+                            None
+                        }
+                        Event::MediaIngressStats(s) => {
+                            reports.on_ingress(&s);
                             None
                         }
                         Event::Closed => Some(ClientEvent::Closed("remote closed".into())),
