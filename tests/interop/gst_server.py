@@ -6,7 +6,8 @@ against, so they are not only ever tested against our own server.
 usage: gst_server.py --listen IP:PORT [--duration S] [--auto-transceivers]
 
 - POST /whip/<name> (application/sdp offer, sendonly): a webrtcbin answers
-  recvonly and decodes what it receives (decodebin), counting video frames.
+  recvonly and decodes what it receives (decodebin), counting video frames
+  and audio buffers.
 - POST /whep/<name> (offer recvonly): a webrtcbin answers sendonly with a
   live videotestsrc, H.264 constrained baseline 320x240 at 30 fps (x264,
   keyframe every 30 frames).
@@ -61,6 +62,7 @@ class Session:
     def __init__(self, sid, kind, offer_text):
         self.sid, self.kind = sid, kind
         self.frames = 0
+        self.audio_buffers = 0
         self.sent_buffers = 0
         self.state = "new"
         self.answer = None
@@ -215,9 +217,8 @@ class Session:
         sink = Gst.ElementFactory.make("fakesink")
         sink.set_property("sync", False)
         sink.set_property("async", False)
-        if video:
-            sink.set_property("signal-handoffs", True)
-            sink.connect("handoff", self._on_frame)
+        sink.set_property("signal-handoffs", True)
+        sink.connect("handoff", self._on_frame if video else self._on_audio)
         self.pipe.add(sink)
         sink.sync_state_with_parent()
         r = pad.link(sink.get_static_pad("sink"))
@@ -228,8 +229,12 @@ class Session:
             log(f"session {self.sid}: first decoded frame")
         self.frames += 1
 
+    def _on_audio(self, *_):
+        self.audio_buffers += 1
+
     def summary(self):
         return {"id": self.sid, "kind": self.kind, "connection_state": self.state, "frames_decoded": self.frames,
+                "audio_buffers_decoded": self.audio_buffers,
                 "rtp_buffers_sent": self.sent_buffers, "error": self.error,
                 "certificate_key": self.certificate_key()}
 

@@ -27,7 +27,7 @@ def stop_gst_server(server):
 def test_whip_ingest_publishes_to_gstreamer_server_with_rsa_certificate(net, clients, gst_python, test_dir):
     server, base = start_gst_server(net, clients, gst_python)
     ingest = clients("whip-ingest", [our_binary("whip-ingest"), "test", "--size", "320x240", "--fps", "30",
-                                     "--bitrate", "500k", "--url", f"{base}/whip/cam"],
+                                     "--bitrate", "500k", "--audio", "--url", f"{base}/whip/cam"],
                      env={"RUST_LOG": "info", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
     time.sleep(10)
     ingest.stop()  # SIGTERM: whip-ingest DELETEs its session
@@ -40,6 +40,8 @@ def test_whip_ingest_publishes_to_gstreamer_server_with_rsa_certificate(net, cli
     assert s["connection_state"] == "connected", f"{s}\nwhip-ingest log:\n{log[-3000:]}"
     # ≈ 9 s of 30 fps after ICE and DTLS: at least 3 s of decoded frames.
     assert s["frames_decoded"] >= 90, f"{s}\nwhip-ingest log:\n{log[-3000:]}"
+    # The Opus beep: 20-ms packets, decoded by opusdec.
+    assert s["audio_buffers_decoded"] >= 100, f"{s}\nwhip-ingest log:\n{log[-3000:]}"
     assert s["deleted"], f"whip-ingest did not DELETE its session: {s}"
 
 
