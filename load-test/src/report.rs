@@ -45,7 +45,8 @@ pub struct Report {
     /// Failed joins by HTTP status (`"409"`) or cause (`"timeout"`: no HTTP
     /// answer within 10 s, `"ice-timeout"`: answered but ICE not connected
     /// within 10 s, `"dtls-timeout"`: ICE connected but DTLS not within
-    /// 10 s, `"error"`: connection/SDP error).
+    /// 10 s, `"no-common-codec"`: the answer accepts none of the offered
+    /// codecs, `"error"`: connection/SDP error).
     pub setup_failures: BTreeMap<String, usize>,
     /// Lost / expected packets over all viewers and tracks (0..1).
     pub loss_ratio: f64,

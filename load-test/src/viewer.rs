@@ -7,7 +7,9 @@
 //! only our own publisher sends.
 
 use crate::sei;
-use sfu::client::{ClientEvent, Feedback, HeaderSink, Options, Received, Refused, Session};
+use sfu::client::{
+    ClientEvent, Feedback, HeaderSink, NoCommonCodec, Options, Received, Refused, Session,
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::IceConnectionState;
@@ -26,7 +28,7 @@ pub enum State {
     /// ICE + DTLS up.
     Connected,
     /// Setup failed: HTTP status (`"409"`) or a cause (`"timeout"`,
-    /// `"ice-timeout"`, `"dtls-timeout"`, `"error"`).
+    /// `"ice-timeout"`, `"dtls-timeout"`, `"no-common-codec"`, `"error"`).
     Failed(String),
     /// The session ended after connecting.
     Closed,
@@ -424,6 +426,15 @@ pub async fn join(
         Ok(Err(e)) => {
             let why = match e.downcast_ref::<Refused>() {
                 Some(r) => r.status.to_string(),
+                None if e.downcast_ref::<NoCommonCodec>().is_some() => {
+                    // Every viewer gets the same answer: say it once.
+                    static SAID: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!("join failed: {e}");
+                    }
+                    "no-common-codec".into()
+                }
                 None => {
                     tracing::debug!("join failed: {e:#}");
                     "error".into()

@@ -357,14 +357,14 @@ pub struct Refused {
     pub retry_after: Option<u64>,
 }
 
-/// A WHIP answer (`201`) that agrees on a payload type for none of the
-/// offered tracks (RFC 3264 §6.1: its m-lines are rejected, or their
+/// A WHIP or WHEP answer (`201`) that agrees on a payload type for none
+/// of the offered tracks (RFC 3264 §6.1: its m-lines are rejected, or their
 /// formats match none of the offer's, e.g. H.264 without the offered
-/// `profile-level-id`, RFC 6184 §8.1): nothing could be sent. The session
-/// has been DELETEd.
+/// `profile-level-id`, RFC 6184 §8.1): no media could be sent or received.
+/// The session has been DELETEd.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the server's answer accepts none of the offered codecs, so nothing can be sent \
+    "the server's answer accepts none of the offered codecs, so no media can flow \
      (the session was deleted); its codecs per m-line: {answer}"
 )]
 pub struct NoCommonCodec {
@@ -630,12 +630,14 @@ impl Session {
         let answer = SdpAnswer::from_sdp_string(&resp.body)
             .map_err(|e| anyhow::anyhow!("bad answer SDP: {e}"))?;
         rtc.sdp_api().accept_answer(pending, answer)?;
+        let unusable: Vec<MediaKind> = mids
+            .iter()
+            .filter(|(_, mid)| rtc.media(*mid).is_none_or(|m| m.remote_pts().is_empty()))
+            .map(|(k, _)| *k)
+            .collect();
+        // A publisher is told of each track it cannot send; a viewer's
+        // rejected m-line is only a track the stream does not have.
         if dir == Direction::SendOnly {
-            let unusable: Vec<MediaKind> = mids
-                .iter()
-                .filter(|(_, mid)| rtc.media(*mid).is_none_or(|m| m.remote_pts().is_empty()))
-                .map(|(k, _)| *k)
-                .collect();
             for k in &unusable {
                 warn!(
                     "the answer agrees on no payload type for the offered {k} ({}): \
@@ -643,17 +645,17 @@ impl Session {
                     answer_codecs(&resp.body, *k)
                 );
             }
-            if unusable.len() == mids.len() {
-                let _ = request("DELETE", &location, &headers, None).await;
-                return Err(NoCommonCodec {
-                    answer: unusable
-                        .iter()
-                        .map(|k| format!("{k}: {}", answer_codecs(&resp.body, *k)))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                }
-                .into());
+        }
+        if unusable.len() == mids.len() {
+            let _ = request("DELETE", &location, &headers, None).await;
+            return Err(NoCommonCodec {
+                answer: unusable
+                    .iter()
+                    .map(|k| format!("{k}: {}", answer_codecs(&resp.body, *k)))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             }
+            .into());
         }
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
