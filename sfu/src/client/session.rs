@@ -397,6 +397,18 @@ fn answer_codecs(sdp: &str, kind: MediaKind) -> String {
     out
 }
 
+/// This process's DTLS certificate for every client session (ECDSA P-256,
+/// self-signed, made on first use), as the server has one for all of its
+/// sessions: the fingerprint in each offer (RFC 8122) names it. One key
+/// pair instead of one per session spares every join a key generation, and
+/// the OpenSSL stack keeps one context per certificate.
+fn client_cert() -> anyhow::Result<str0m::config::DtlsCert> {
+    static CERT: std::sync::OnceLock<Option<str0m::config::DtlsCert>> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| dimpl::certificate::generate_self_signed_certificate().ok())
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("cannot make a DTLS certificate"))
+}
+
 impl Session {
     /// Publish over WHIP to `endpoint` (e.g. `http://127.0.0.1:8080/whip/cam`).
     pub async fn publish(endpoint: &str, opts: Options) -> anyhow::Result<Session> {
@@ -472,6 +484,7 @@ impl Session {
         let local = socket.local_addr()?;
         let mut cfg = RtcConfig::new()
             .set_crypto_provider(crate::dtls::crypto_provider(opts.dtls))
+            .set_dtls_cert(client_cert()?)
             .set_stats_interval(Some(FEEDBACK_INTERVAL))
             .set_rtp_mode(true)
             .clear_codecs();
@@ -1593,6 +1606,12 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_sessions_share_one_certificate() {
+        let (a, b) = (client_cert().unwrap(), client_cert().unwrap());
+        assert_eq!(a.certificate, b.certificate);
+    }
 
     #[test]
     fn answer_codecs_names_the_m_section_of_a_kind() {

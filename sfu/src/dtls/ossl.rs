@@ -45,6 +45,9 @@ const DTLS_CTRL_HANDLE_TIMEOUT: libc::c_int = 74;
 /// How far away "no timer" is.
 const NO_TIMER: Duration = Duration::from_secs(3600);
 
+/// Most [`SslContext`]s an [`OpensslDtls`] keeps (one per certificate).
+pub const MAX_CONTEXTS: usize = 4;
+
 /// The OpenSSL [`DtlsProvider`]: one [`SslContext`] per certificate (the
 /// server has one), built on first use and shared by its sessions.
 #[derive(Debug)]
@@ -60,13 +63,20 @@ impl OpensslDtls {
         }
     }
 
-    /// The context for `cert`, built on first use.
+    /// The context for `cert`, built on first use. At most
+    /// [`MAX_CONTEXTS`] are kept (the oldest goes first): a process has one
+    /// certificate in practice (the server's, or the client's shared one),
+    /// but a caller giving every session its own must not grow this list
+    /// and its lookup without bound.
     pub(crate) fn context(&self, cert: &DtlsCert) -> Result<SslContext, CryptoError> {
         let mut contexts = self.contexts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, c)) = contexts.iter().find(|(der, _)| *der == cert.certificate) {
             return Ok(c.clone());
         }
         let c = context(cert)?;
+        if contexts.len() >= MAX_CONTEXTS {
+            contexts.remove(0);
+        }
         contexts.push((cert.certificate.clone(), c.clone()));
         Ok(c)
     }
@@ -658,5 +668,24 @@ mod tests {
         // whip-ingest against a GStreamer-based server that is the DTLS
         // server (answer a=setup:passive) with its default RSA certificate.
         openssl_client_against(&OpensslDtls::new(), &rsa_cert());
+    }
+
+    #[test]
+    fn contexts_are_kept_per_certificate_and_bounded() {
+        let p = OpensslDtls::new();
+        let first = dimpl::certificate::generate_self_signed_certificate().unwrap();
+        p.context(&first).unwrap();
+        p.context(&first).unwrap();
+        assert_eq!(p.contexts.lock().unwrap().len(), 1, "one per certificate");
+        for _ in 0..10 {
+            p.context(&dimpl::certificate::generate_self_signed_certificate().unwrap())
+                .unwrap();
+        }
+        let contexts = p.contexts.lock().unwrap();
+        assert_eq!(contexts.len(), MAX_CONTEXTS);
+        assert!(
+            contexts.iter().all(|(der, _)| *der != first.certificate),
+            "the oldest went first"
+        );
     }
 }
