@@ -17,21 +17,19 @@ fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("{} is not a number in {v:#}", path.join(".")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_20_viewers_of_own_clip() {
-    let base = common::start_sfu(Default::default()).await;
-
-    let dir = std::env::temp_dir().join(format!("load-test-smoke-{}", std::process::id()));
+/// Run `load-test run --publish clip` against `base`'s stream `name` with
+/// `args` (besides the URLs, the 4-s clip, 2 threads and `--json`); its
+/// stdout and JSON report. Panics if it fails or takes over 90 s.
+async fn run_own_clip(base: &str, name: &str, args: &[&str]) -> (String, serde_json::Value) {
+    let dir = std::env::temp_dir().join(format!("load-test-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("out.json");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_load-test"));
     cmd.args(["run", "--publish", "clip", "--whip"])
-        .arg(format!("{base}/whip/smoke"))
+        .arg(format!("{base}/whip/{name}"))
         .arg("--whep")
-        .arg(format!("{base}/whep/smoke"))
-        .args(["--viewers", "20", "--duration", "5s", "--settle", "2s"])
-        .args(["--ramp", "50/s", "--server-pid"])
-        .arg(std::process::id().to_string())
+        .arg(format!("{base}/whep/{name}"))
+        .args(args)
         .args(["--clip-seconds", "4", "--threads", "2", "--json"])
         .arg(&json);
     let out = tokio::time::timeout(
@@ -41,16 +39,39 @@ async fn run_20_viewers_of_own_clip() {
     .await
     .expect("load-test finishes")
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "load-test failed:\n{stdout}\n{stderr}"
+        "load-test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     println!("{stdout}");
     let text = std::fs::read_to_string(&json).expect("JSON written");
     let _ = std::fs::remove_dir_all(&dir);
-    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    (stdout, serde_json::from_str(&text).expect("valid JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_20_viewers_of_own_clip() {
+    let base = common::start_sfu(Default::default()).await;
+    let pid = std::process::id().to_string();
+    let (_, v) = run_own_clip(
+        &base,
+        "smoke",
+        &[
+            "--viewers",
+            "20",
+            "--duration",
+            "5s",
+            "--settle",
+            "2s",
+            "--ramp",
+            "50/s",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
 
     assert_eq!(v["viewers_requested"], 20, "{v:#}");
     assert_eq!(v["viewers_connected"], 20, "{v:#}");
@@ -104,35 +125,23 @@ async fn run_20_viewers_of_own_clip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_viewers_nack_and_are_repaired() {
     let base = common::start_sfu(Default::default()).await;
-    let dir = std::env::temp_dir().join(format!("load-test-lossy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("out.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_load-test"));
-    cmd.args(["run", "--publish", "clip", "--whip"])
-        .arg(format!("{base}/whip/lossy"))
-        .arg("--whep")
-        .arg(format!("{base}/whep/lossy"))
-        .args(["--viewers", "4", "--duration", "4s", "--settle", "1s"])
-        .args(["--sample-every", "1", "--drop-every", "50"])
-        .args(["--clip-seconds", "4", "--threads", "2", "--json"])
-        .arg(&json);
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::task::spawn_blocking(move || cmd.output().expect("load-test runs")),
+    let (stdout, v) = run_own_clip(
+        &base,
+        "lossy",
+        &[
+            "--viewers",
+            "4",
+            "--duration",
+            "4s",
+            "--settle",
+            "1s",
+            "--sample-every",
+            "1",
+            "--drop-every",
+            "50",
+        ],
     )
-    .await
-    .expect("load-test finishes")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "load-test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{stdout}");
-    let text = std::fs::read_to_string(&json).expect("JSON written");
-    let _ = std::fs::remove_dir_all(&dir);
-    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    .await;
     assert_eq!(v["viewers_connected"], 4, "{v:#}");
     // ≈ 2 % dropped on arrival: ≈ 50 NACKs per viewer in the window alone.
     assert!(num(&v, &["nacks"]) >= 20.0, "{v:#}");
