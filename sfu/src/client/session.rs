@@ -308,6 +308,16 @@ pub struct Feedback {
     pub firs: u64,
 }
 
+impl std::iter::Sum for Feedback {
+    fn sum<I: Iterator<Item = Feedback>>(iter: I) -> Feedback {
+        iter.fold(Feedback::default(), |a, b| Feedback {
+            nacks: a.nacks + b.nacks,
+            plis: a.plis + b.plis,
+            firs: a.firs + b.firs,
+        })
+    }
+}
+
 /// Where the session task reports what the [`Session`] exposes.
 struct Reports {
     ice: watch::Sender<IceConnectionState>,
@@ -329,14 +339,7 @@ impl Reports {
             Some((_, v)) => *v = f,
             None => self.per_stream.push((key, f)),
         }
-        let sum = self
-            .per_stream
-            .iter()
-            .fold(Feedback::default(), |a, (_, v)| Feedback {
-                nacks: a.nacks + v.nacks,
-                plis: a.plis + v.plis,
-                firs: a.firs + v.firs,
-            });
+        let sum: Feedback = self.per_stream.iter().map(|(_, v)| *v).sum();
         self.feedback.send_if_modified(|old| {
             let changed = *old != sum;
             *old = sum;
