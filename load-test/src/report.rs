@@ -193,6 +193,7 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         ));
     }
     let latency_samples = lat.len();
+    let feedback: sfu::client::Feedback = stats.iter().map(|s| s.feedback).sum();
     Report {
         viewers_requested: ctx.requested,
         viewers_connected: connected,
@@ -209,9 +210,9 @@ pub fn build(stats: &[Stats], ctx: &Context) -> Report {
         },
         latency_ms: Pct::of(&mut lat),
         ttff_ms: Pct::of(&mut ttff),
-        nacks: stats.iter().map(|s| s.feedback.nacks).sum(),
-        plis: stats.iter().map(|s| s.feedback.plis).sum(),
-        firs: stats.iter().map(|s| s.feedback.firs).sum(),
+        nacks: feedback.nacks,
+        plis: feedback.plis,
+        firs: feedback.firs,
         generator_cpu_ratio: ctx.generator_cpu,
         server_cpu_ratio: ctx.server_cpu,
         server_rss_bytes: ctx.server_rss,
