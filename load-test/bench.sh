@@ -41,6 +41,14 @@ done
 if [ -n "$REF_CMD" ] && { [ -z "$REF_WHIP" ] || [ -z "$REF_WHEP" ]; }; then
   echo "--reference-cmd needs --reference-whip and --reference-whep" >&2; exit 2
 fi
+missing=()
+for tool in cargo ffmpeg jq taskset python3; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench.sh needs: ${missing[*]} (Debian/Ubuntu: apt-get install ffmpeg jq util-linux python3; cargo from rustup)" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 cargo build --release -q -p sfu -p load-test
 SFU=target/release/sfu
