@@ -1,11 +1,13 @@
 //! WHEP answer generation for a Chrome-like offer, along the server's path:
 //! scan the offer, choose the viewer's formats against the publisher's
-//! tracks, build the `RtcConfig`, add the host candidate, `accept_offer`,
-//! serialize the answer. The DTLS certificate is shared (made once), as in
-//! the server.
+//! tracks, build the server's viewer `RtcConfig` ([`sfu::rtc_config::base`]:
+//! its shared DTLS configuration and header extensions), add the host
+//! candidate, `accept_offer`, serialize the answer. The DTLS certificate is
+//! shared (made once), as in the server.
 use benches::{CHROME_WHEP_OFFER, CHROME_WHIP_OFFER, init};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sfu::codecs::{self, Chosen};
+use sfu::rtc_config::{self, RtcRole};
 use sfu::sdp_scan;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -14,14 +16,17 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::{Candidate, IceCreds, RtcConfig};
 
+/// The server's configuration of a WHEP viewer of a single-layer stream.
+fn viewer_config(cert: &DtlsCert) -> RtcConfig {
+    rtc_config::base(RtcRole::Viewer { bwe: false })
+        .set_local_ice_credentials(IceCreds::new())
+        .set_dtls_cert(cert.clone())
+}
+
 fn answer_once(cert: &DtlsCert, tracks: &[Chosen], host: SocketAddr, body: &str) -> String {
     let offer = sdp_scan::scan(body).expect("scan");
     let chosen = codecs::choose_viewer(&offer, tracks).expect("viewer formats");
-    let mut cfg = RtcConfig::new()
-        .set_rtp_mode(true)
-        .set_local_ice_credentials(IceCreds::new())
-        .set_dtls_cert(cert.clone())
-        .clear_codecs();
+    let mut cfg = viewer_config(cert);
     for (_, c) in &chosen {
         c.add_to(&mut cfg);
     }
@@ -56,11 +61,7 @@ fn answer(c: &mut Criterion) {
     });
     g.bench_function("rtc_build_only", |b| {
         b.iter(|| {
-            let mut cfg = RtcConfig::new()
-                .set_rtp_mode(true)
-                .set_local_ice_credentials(IceCreds::new())
-                .set_dtls_cert(cert.clone())
-                .clear_codecs();
+            let mut cfg = viewer_config(&cert);
             for c in &tracks {
                 c.add_to(&mut cfg);
             }
