@@ -61,9 +61,7 @@ impl std::str::FromStr for Backend {
 /// `RtcConfig` of this process.
 pub fn crypto_provider(backend: Backend) -> Arc<CryptoProvider> {
     static DIMPL_PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    static DIMPL: SharedConfigDtls = SharedConfigDtls {
-        configs: Mutex::new(Vec::new()),
-    };
+    static DIMPL: SharedConfigDtls = SharedConfigDtls::new();
     static AUTO_PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
     static OSSL_PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
     static OSSL: ossl::OpensslDtls = ossl::OpensslDtls::new();
@@ -85,7 +83,7 @@ pub fn crypto_provider(backend: Backend) -> Arc<CryptoProvider> {
 }
 
 /// A [`DtlsProvider`] that builds dimpl's `Config` once per MTU.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SharedConfigDtls {
     /// `(mtu, config)`; str0m passes the same MTU for every session, so
     /// this holds one entry in practice.
@@ -93,6 +91,13 @@ pub struct SharedConfigDtls {
 }
 
 impl SharedConfigDtls {
+    /// No config yet; the first session of each MTU builds one.
+    pub const fn new() -> Self {
+        Self {
+            configs: Mutex::new(Vec::new()),
+        }
+    }
+
     /// The shared config for `mtu` (bytes; `None`: dimpl's default), built
     /// on first use as str0m-aws-lc-rs builds it (no server cookie: ICE has
     /// already verified return routability). Errors if dimpl rejects it.
@@ -218,9 +223,7 @@ mod tests {
 
     #[test]
     fn one_config_per_mtu() {
-        let d = SharedConfigDtls {
-            configs: Mutex::new(Vec::new()),
-        };
+        let d = SharedConfigDtls::new();
         let a = d.config(Some(1150)).unwrap();
         let b = d.config(Some(1150)).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
@@ -229,54 +232,77 @@ mod tests {
         assert_eq!(d.configs.lock().unwrap().len(), 2);
     }
 
-    /// Polls `from` until its `Timeout`, handing its datagrams to `to`, and
-    /// polls once more: the repeat must be the same deadline (answered
-    /// without dimpl). Returns what `from` reported other than datagrams.
-    fn drain(from: &mut dyn DtlsInstance, to: &mut dyn DtlsInstance) -> Vec<String> {
-        let mut buf = [0u8; 4096];
-        let mut got = Vec::new();
-        loop {
-            match from.poll_output(&mut buf) {
-                DtlsOutput::Packet(p) => {
-                    let p = p.to_vec();
-                    to.handle_packet(&p).unwrap();
-                }
-                DtlsOutput::Timeout(t) => {
-                    let again = from.poll_output(&mut buf);
-                    assert!(matches!(again, DtlsOutput::Timeout(u) if u == t));
-                    return got;
-                }
-                DtlsOutput::Connected => got.push("connected".into()),
-                DtlsOutput::ApplicationData(d) => got.push(String::from_utf8_lossy(d).into()),
-                _ => {}
-            }
-        }
-    }
-
     #[test]
     fn an_idle_session_repeats_its_deadline_and_wakes_on_input() {
-        let d = SharedConfigDtls {
-            configs: Mutex::new(Vec::new()),
-        };
+        let d = SharedConfigDtls::new();
         let cert = d.generate_certificate().unwrap();
         let now = Instant::now();
         let mut client = d.new_dtls(&cert, now, DtlsVersion::Dtls12, None).unwrap();
         let mut server = d.new_dtls(&cert, now, DtlsVersion::Dtls12, None).unwrap();
         client.set_active(true);
         server.set_active(false);
-        let (mut c, mut s) = (Vec::new(), Vec::new());
-        for _ in 0..10 {
-            client.handle_timeout(Instant::now()).unwrap();
-            server.handle_timeout(Instant::now()).unwrap();
-            c.extend(drain(client.as_mut(), server.as_mut()));
-            s.extend(drain(server.as_mut(), client.as_mut()));
-        }
-        assert!(c.contains(&"connected".to_string()) && s.contains(&"connected".to_string()));
-        // Idle and polled again and again (as str0m does per packet); then
-        // data to send is still sent at once, and arrives.
-        drain(client.as_mut(), server.as_mut());
+        let [c, s] = pair::handshake(client.as_mut(), server.as_mut());
+        assert!(c.0 && s.0, "both sides connected");
+        // Every deadline, polled again as str0m does per packet, repeated.
+        assert!(c.3 && s.3, "repeated polls gave the same deadline");
+        // Idle and polled again and again; then data to send is still sent
+        // at once, and arrives.
+        let mut r = pair::Reported::default();
+        pair::drain(client.as_mut(), server.as_mut(), &mut r);
         client.send_application_data(b"after idle").unwrap();
-        drain(client.as_mut(), server.as_mut());
-        assert_eq!(drain(server.as_mut(), client.as_mut()), ["after idle"]);
+        pair::drain(client.as_mut(), server.as_mut(), &mut r);
+        pair::drain(server.as_mut(), client.as_mut(), &mut r);
+        assert_eq!(r.4, [b"after idle".to_vec()]);
+    }
+}
+
+/// Test helpers: two DTLS sessions of any stack connected in memory.
+#[cfg(test)]
+pub(crate) mod pair {
+    use std::time::Instant;
+    use str0m::crypto::dtls::{DtlsInstance, DtlsOutput};
+
+    /// What one side of [`handshake`] reported: connected, the peer's
+    /// certificate, the SRTP keying material, whether every `Timeout` was
+    /// the same when polled again, the application data received.
+    pub type Reported = (bool, Option<Vec<u8>>, Option<Vec<u8>>, bool, Vec<Vec<u8>>);
+
+    /// Moves every datagram `from` has to `to`, noting what `from` reports,
+    /// until its `Timeout`, which is polled once more.
+    pub fn drain(from: &mut dyn DtlsInstance, to: &mut dyn DtlsInstance, seen: &mut Reported) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match from.poll_output(&mut buf) {
+                DtlsOutput::Packet(p) => {
+                    let p = p.to_vec();
+                    to.handle_packet(&p).unwrap();
+                }
+                DtlsOutput::PeerCert(c) => seen.1 = Some(c.to_vec()),
+                DtlsOutput::KeyingMaterial(k, _) => seen.2 = Some(k.to_vec()),
+                DtlsOutput::Connected => seen.0 = true,
+                DtlsOutput::ApplicationData(d) => seen.4.push(d.to_vec()),
+                DtlsOutput::Timeout(t) => {
+                    let again = from.poll_output(&mut buf);
+                    seen.3 &= matches!(again, DtlsOutput::Timeout(u) if u == t);
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A handshake between two sessions of any stack, lossless; time
+    /// input first on every round, as str0m gives it (dimpl draws its
+    /// random there).
+    pub fn handshake(a: &mut dyn DtlsInstance, b: &mut dyn DtlsInstance) -> [Reported; 2] {
+        let fresh = || (false, None, None, true, Vec::new());
+        let (mut ra, mut rb) = (fresh(), fresh());
+        for _ in 0..20 {
+            a.handle_timeout(Instant::now()).unwrap();
+            b.handle_timeout(Instant::now()).unwrap();
+            drain(a, b, &mut ra);
+            drain(b, a, &mut rb);
+        }
+        [ra, rb]
     }
 }

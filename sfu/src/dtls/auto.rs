@@ -233,9 +233,7 @@ impl DtlsInstance for Session {
 mod tests {
     use super::*;
 
-    static DIMPL: SharedConfigDtls = SharedConfigDtls {
-        configs: std::sync::Mutex::new(Vec::new()),
-    };
+    static DIMPL: SharedConfigDtls = SharedConfigDtls::new();
     static OSSL: ossl::OpensslDtls = ossl::OpensslDtls::new();
     static AUTO: AutoDtls = AutoDtls {
         dimpl: &DIMPL,

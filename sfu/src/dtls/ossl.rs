@@ -597,41 +597,6 @@ mod tests {
         assert!(client.is_closed());
     }
 
-    /// What one side of [`handshake`] reported: connected, the peer's
-    /// certificate, the SRTP keying material.
-    type Reported = (bool, Option<Vec<u8>>, Option<Vec<u8>>);
-
-    /// Moves every datagram `from` has to `to`, noting what `from` reports.
-    fn drain(from: &mut dyn DtlsInstance, to: &mut dyn DtlsInstance, seen: &mut Reported) {
-        let mut buf = [0u8; 4096];
-        loop {
-            match from.poll_output(&mut buf) {
-                DtlsOutput::Packet(p) => {
-                    let p = p.to_vec();
-                    to.handle_packet(&p).unwrap();
-                }
-                DtlsOutput::PeerCert(c) => seen.1 = Some(c.to_vec()),
-                DtlsOutput::KeyingMaterial(k, _) => seen.2 = Some(k.to_vec()),
-                DtlsOutput::Connected => seen.0 = true,
-                _ => return,
-            }
-        }
-    }
-
-    /// A handshake between two sessions of any stack, lossless; time
-    /// input first on every round, as str0m gives it (dimpl draws its
-    /// random there).
-    fn handshake(a: &mut dyn DtlsInstance, b: &mut dyn DtlsInstance) -> [Reported; 2] {
-        let (mut ra, mut rb) = (Reported::default(), Reported::default());
-        for _ in 0..20 {
-            a.handle_timeout(Instant::now()).unwrap();
-            b.handle_timeout(Instant::now()).unwrap();
-            drain(a, b, &mut ra);
-            drain(b, a, &mut rb);
-        }
-        [ra, rb]
-    }
-
     /// Our client's OpenSSL DTLS (ECDSA certificate, DTLS client) against
     /// a server session of `server` with `server_cert`: both connect, each
     /// with the other's certificate and the same SRTP keying material.
@@ -646,7 +611,7 @@ mod tests {
             .unwrap();
         server.set_active(false);
         client.set_active(true);
-        let [c, s] = handshake(client.as_mut(), server.as_mut());
+        let [c, s] = crate::dtls::pair::handshake(client.as_mut(), server.as_mut());
         assert!(c.0 && s.0, "both sides connected");
         assert_eq!(c.1.as_deref(), Some(&server_cert.certificate[..]));
         assert_eq!(s.1.as_deref(), Some(&client_cert.certificate[..]));
@@ -656,9 +621,7 @@ mod tests {
     #[test]
     fn openssl_client_reaches_a_dimpl_server() {
         // whip-ingest against a str0m (dimpl) server.
-        let dimpl = crate::dtls::SharedConfigDtls {
-            configs: Mutex::new(Vec::new()),
-        };
+        let dimpl = crate::dtls::SharedConfigDtls::new();
         let cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
         openssl_client_against(&dimpl, &cert);
     }
